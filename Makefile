@@ -1,0 +1,33 @@
+# cnnx: `make demo` (set-up + the main job) and `make test` (set-up + every test) are the two commands.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUN_DIR ?= runs/lenet5
+
+.PHONY: setup demo test lint bench build clean
+
+setup:
+	bash scripts/setup.sh
+
+# The main job: train LeNet-5 on MNIST, then co-simulate a slice of the test set on the RTL and profile it.
+demo: setup
+	$(PY) -m cnnx train --model lenet5 --out $(RUN_DIR)
+	$(PY) -m cnnx cosim $(RUN_DIR) --images 1000
+	$(PY) -m cnnx profile $(RUN_DIR) --out $(RUN_DIR)/profile
+
+test: setup lint
+	$(PY) -m pytest -q
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/cython-lint cnnx/_kernels
+	for f in verilog/*.v; do verilator --lint-only -Wall -Iverilog $$f || exit 1; done
+
+bench: setup
+	$(PY) benchmarks/bench_layers.py
+
+# Rebuild the extension in place after editing a .pyx (the editable install points here).
+build:
+	$(PY) setup.py -q build_ext --inplace
+
+clean:
+	rm -rf build dist *.egg-info cnnx/_kernels/*.so cnnx/_kernels/*.c .pytest_cache .ruff_cache
