@@ -27,7 +27,7 @@ bench: setup
 
 # Rebuild the extension in place after editing a .pyx (the editable install points here).
 build:
-	$(PY) setup.py -q build_ext --inplace
+	flock /tmp/cnnx-build.lock $(PY) setup.py -q build_ext --inplace
 
 clean:
 	rm -rf build dist *.egg-info cnnx/_kernels/*.so cnnx/_kernels/*.c .pytest_cache .ruff_cache
