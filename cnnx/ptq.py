@@ -1,0 +1,295 @@
+"""Post-training quantisation: a trained float `Sequential` -> a `QuantizedModel` that runs in int8.
+
+The scheme is `cnnx.quant`'s (symmetric, zero point 0, per-tensor scales):
+  * the input is quantised at a FIXED scale: the largest |value| `cnnx.data.to_float` can produce (pixel 255)
+    maps to 127, so every image uses the same scale and no calibration statistic leaks into it;
+  * each Conv2d/Linear gets int8 weights at `quant.symmetric_scale(w)` and an int32 bias at s_in * s_w
+    (`quant.quantize_bias`);
+  * each Conv2d/Linear's output scale comes from calibration: the float activations (after the ReLU when one
+    follows, which is fused) of a few hundred images, at their `percentile`-th |value| (the last layer, the
+    logits, uses the max so the winning logit is not clipped);
+  * the layer's requantisation is `quant.multiplier_from_scale(s_in * s_w / s_out, relu=<a ReLU follows>)`;
+  * MaxPool2d is exact on int8; AvgPool2d is the window sum requantised by `quant.avg_pool_multiplier` (the
+    scale is unchanged by either); Flatten is a reshape; Dropout is the identity at inference.
+Anything else (Tanh, Sigmoid, a ReLU that does not directly follow a Conv2d/Linear, ...) has no int8 form here
+and is refused with a ValueError naming the layer.
+
+The int8 logits decide the class: `predict` is the argmax of the int8 logits (first index on ties), the same
+rule for the Cython, NumPy and RTL paths, since the RTL core only returns int8. `forward_trace` also hands
+back the last layer's int32 accumulator for whoever wants tie-free scores.
+
+Layers are recognised by class name (`Conv2d`, `Linear`, `ReLU`, `MaxPool2d`, `AvgPool2d`, `Flatten`,
+`Dropout`) and read through the attributes `cnnx.nn` gives them (`weight.data`, `bias.data`, `stride`,
+`padding`, `kernel_size`), so any object shaped like `cnnx.nn.Sequential` can be quantised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import int8 as int8_cpu
+from . import quant, reference
+
+BACKENDS = ("cython", "numpy")
+
+
+@dataclass
+class QLayer:
+    """One int8 layer. `kind` is "conv", "linear", "maxpool", "avgpool" or "flatten".
+
+    conv/linear: `w` int8 (F, C, KH, KW) / (OUT, IN), `b` int32, `rq` the fused requantisation, `stride`,
+    `padding` (conv). Pools: `kernel`, `stride`. `scale` is the real value of one unit of this layer's output,
+    `name` says which float layer(s) it came from.
+    """
+
+    kind: str
+    name: str
+    scale: float
+    w: np.ndarray | None = None
+    b: np.ndarray | None = None
+    rq: quant.Requant | None = None
+    w_scale: float = 0.0
+    stride: int = 1
+    padding: int = 0
+    kernel: int = 0
+
+
+def run_layer(layer: QLayer, x: np.ndarray, backend: str = "cython", n_threads=None):
+    """One int8 layer on a batch: (int8 output, int32 accumulator for conv/linear else None)."""
+    if backend == "cython":
+        if layer.kind == "conv":
+            acc = int8_cpu.conv2d_acc(x, layer.w, layer.b, layer.stride, layer.padding, n_threads=n_threads)
+            return quant.requantize(acc, layer.rq), acc
+        if layer.kind == "linear":
+            acc = int8_cpu.linear_acc(x, layer.w, layer.b, n_threads=n_threads)
+            return quant.requantize(acc, layer.rq), acc
+        if layer.kind == "maxpool":
+            return int8_cpu.maxpool2d_int8(x, layer.kernel, layer.stride, n_threads=n_threads), None
+        if layer.kind == "avgpool":
+            return int8_cpu.avgpool2d_int8(x, layer.kernel, layer.stride, n_threads=n_threads), None
+    elif backend == "numpy":
+        if layer.kind == "conv":
+            acc = reference.conv2d_acc_int(x, layer.w, layer.b, layer.stride, layer.padding)
+            return quant.requantize(acc, layer.rq), acc
+        if layer.kind == "linear":
+            acc = reference.conv2d_acc_int(x[:, :, None, None], layer.w[:, :, None, None], layer.b)
+            acc = acc[:, :, 0, 0]
+            return quant.requantize(acc, layer.rq), acc
+        if layer.kind == "maxpool":
+            return reference.maxpool2d_int8(x, layer.kernel, layer.stride), None
+        if layer.kind == "avgpool":
+            return reference.avgpool2d_int8(x, layer.kernel, layer.stride), None
+    else:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if layer.kind == "flatten":
+        return np.ascontiguousarray(x.reshape(x.shape[0], -1)), None
+    raise ValueError(f"unknown int8 layer kind {layer.kind!r}")
+
+
+@dataclass
+class QuantizedModel:
+    """An int8 network: the input scale and a list of `QLayer`s, run by the Cython or the NumPy int8 path."""
+
+    input_scale: float
+    layers: list[QLayer]
+    input_shape: tuple = ()
+    calibration: dict = field(default_factory=dict)
+
+    def quantize_input(self, x) -> np.ndarray:
+        """uint8 images (N, 28, 28) / (N, 1, H, W) (normalised by `cnnx.data.to_float`), float32 (N, C, H, W)
+        already normalised, or int8 (taken as already quantised) -> int8 (N, C, H, W) at `input_scale`."""
+        x = np.asarray(x)
+        if x.dtype == np.int8:
+            q = x
+        elif x.dtype == np.uint8:
+            from .data import to_float
+
+            q = quant.quantize(to_float(x), self.input_scale)
+        elif x.dtype.kind == "f":
+            q = quant.quantize(x, self.input_scale)
+        else:
+            raise TypeError(f"input must be uint8 images, float or int8, got dtype {x.dtype}")
+        if q.ndim == 3:
+            q = q[:, None]
+        if self.input_shape and tuple(q.shape[1:]) != tuple(self.input_shape):
+            want = ", ".join(map(str, self.input_shape))
+            raise ValueError(f"input must have shape (N, {want}), got {q.shape}")
+        return np.ascontiguousarray(q)
+
+    def forward_trace(self, x, backend: str = "cython", n_threads=None):
+        """(trace, last_acc): trace[0] is the int8 input, trace[i + 1] the int8 output of `layers[i]`;
+        last_acc the int32 accumulator of the last conv/linear layer."""
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        h = self.quantize_input(x)
+        trace, last_acc = [h], None
+        for layer in self.layers:
+            h, acc = run_layer(layer, h, backend, n_threads)
+            if acc is not None:
+                last_acc = acc
+            trace.append(h)
+        return trace, last_acc
+
+    def forward(self, x, backend: str = "cython", n_threads=None) -> np.ndarray:
+        """int8 logits (N, classes)."""
+        return self.forward_trace(x, backend, n_threads)[0][-1]
+
+    __call__ = forward
+
+    def predict(self, x, backend: str = "cython", n_threads=None) -> np.ndarray:
+        """Class indices: argmax of the int8 logits (first index on ties, as for every path)."""
+        return np.argmax(self.forward(x, backend, n_threads), axis=1)
+
+    def dequantized_logits(self, x, backend: str = "cython") -> np.ndarray:
+        return quant.dequantize(self.forward(x, backend), self.layers[-1].scale)
+
+    def summary(self) -> str:
+        lines = [f"input scale {self.input_scale:.6g}"]
+        for i, layer in enumerate(self.layers):
+            extra = ""
+            if layer.rq is not None:
+                extra = (f" w_scale={layer.w_scale:.4g} M={layer.rq.mult} S={layer.rq.shift}"
+                         f" relu={layer.rq.relu}")
+            lines.append(f"{i:2d} {layer.kind:8s} {layer.name:28s} out_scale={layer.scale:.4g}{extra}")
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# building a QuantizedModel from a float Sequential
+# ------------------------------------------------------------------------------------------------------------
+
+
+def layers_of(model) -> list:
+    """The layers of a Sequential-like model, in order."""
+    for attr in ("layers", "_layers", "modules"):
+        seq = getattr(model, attr, None)
+        if isinstance(seq, list | tuple):
+            return list(seq)
+    try:
+        return [model[i] for i in range(len(model))]
+    except TypeError as e:
+        raise TypeError(f"cannot list the layers of {type(model).__name__}: expected a Sequential") from e
+
+
+def _single(name: str, value, layer) -> int:
+    if isinstance(value, tuple | list):
+        if len(set(value)) != 1:
+            raise ValueError(f"{layer!r}: the int8 path needs equal {name} on both axes, got {value}")
+        value = value[0]
+    return int(value)
+
+
+def _fixed_input_scale() -> float:
+    from .data import to_float
+
+    extremes = to_float(np.array([[[0, 255]]], np.uint8))
+    return float(np.abs(extremes).max()) / 127.0
+
+
+def _as_float_input(x) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        from .data import to_float
+
+        return to_float(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"calibration images must be uint8 or float, got {x.dtype}")
+    x = x.astype(np.float32)
+    return x[:, None] if x.ndim == 3 else x
+
+
+def quantize_model(model, calib_images, percentile: float = 99.99, input_scale: float | None = None,
+                   batch_size: int = 256) -> QuantizedModel:
+    """Post-training quantisation of a float `Sequential` calibrated on `calib_images` (uint8 MNIST images or
+    normalised float32 (N, C, H, W)); see the module docstring for the rules."""
+    if not 0 < percentile <= 100:
+        raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    float_layers = layers_of(model)
+    x_cal = _as_float_input(calib_images)
+    if x_cal.ndim != 4 or x_cal.shape[0] == 0:
+        raise ValueError(f"calibration images must be a non-empty (N, C, H, W) batch, got {x_cal.shape}")
+    if hasattr(model, "eval"):
+        model.eval()
+
+    # 1. fuse: conv/linear (+ ReLU), pools, flatten; refuse what has no int8 form
+    groups = []  # (kind, float_layer, index of the float layer whose output is this group's output, relu)
+    i = 0
+    while i < len(float_layers):
+        layer = float_layers[i]
+        kind = type(layer).__name__
+        if kind in ("Conv2d", "Linear"):
+            nxt = i + 1
+            while nxt < len(float_layers) and type(float_layers[nxt]).__name__ == "Dropout":
+                nxt += 1
+            relu = nxt < len(float_layers) and type(float_layers[nxt]).__name__ == "ReLU"
+            end = nxt if relu else i
+            groups.append(("conv" if kind == "Conv2d" else "linear", layer, end, relu))
+            i = end + 1
+            continue
+        if kind == "MaxPool2d":
+            groups.append(("maxpool", layer, i, False))
+        elif kind == "AvgPool2d":
+            groups.append(("avgpool", layer, i, False))
+        elif kind == "Flatten":
+            groups.append(("flatten", layer, i, False))
+        elif kind == "Dropout":
+            pass  # identity at inference
+        elif kind == "ReLU":
+            raise ValueError(f"layer {i} (ReLU) does not directly follow a Conv2d/Linear, so it cannot be "
+                             "fused into the int8 requantisation; the int8 path supports only fused ReLUs")
+        else:
+            raise ValueError(f"layer {i} ({layer!r}) has no int8 form: the int8 path supports Conv2d, "
+                             "Linear, ReLU (fused after Conv2d/Linear), MaxPool2d, AvgPool2d, Flatten, "
+                             "Dropout")
+        i += 1
+    last_dense = max((g for g, grp in enumerate(groups) if grp[0] in ("conv", "linear")), default=None)
+    if last_dense is None:
+        raise ValueError("the model has no Conv2d or Linear layer to quantise")
+
+    # 2. float activations at each group's output, over the calibration set (batched to bound memory)
+    wanted = {grp[2] for grp in groups}
+    acts: dict[int, list[np.ndarray]] = {k: [] for k in wanted}
+    for start in range(0, x_cal.shape[0], batch_size):
+        h = x_cal[start : start + batch_size]
+        for j, layer in enumerate(float_layers):
+            h = layer.forward(h)
+            if j in wanted:
+                acts[j].append(np.abs(np.asarray(h, np.float32)).ravel())
+    stats = {k: np.concatenate(v) for k, v in acts.items()}
+
+    # 3. the int8 layers
+    s_in = _fixed_input_scale() if input_scale is None else float(input_scale)
+    input_scale_value = s_in
+    qlayers: list[QLayer] = []
+    calibration = {"percentile": percentile, "n_images": int(x_cal.shape[0]), "activation_max": []}
+    for g, (kind, layer, end, relu) in enumerate(groups):
+        name = type(layer).__name__ + ("+ReLU" if relu else "")
+        if kind in ("conv", "linear"):
+            w = np.asarray(layer.weight.data, np.float64)
+            bias = getattr(layer, "bias", None)
+            b = np.zeros(w.shape[0]) if bias is None else np.asarray(getattr(bias, "data", bias), np.float64)
+            s_w = quant.symmetric_scale(w)
+            s_out = quant.symmetric_scale(stats[end], 100.0 if g == last_dense else percentile)
+            calibration["activation_max"].append(float(stats[end].max()))
+            wq = quant.quantize(w, s_w)
+            bq = quant.quantize_bias(b, s_in, s_w)
+            rq = quant.multiplier_from_scale(s_in * s_w / s_out, relu=relu)
+            ql = QLayer(kind, name, s_out, w=wq, b=bq, rq=rq, w_scale=s_w)
+            if kind == "conv":
+                if getattr(layer, "floor_mode", False):
+                    raise ValueError(f"{layer!r}: floor_mode convolutions are not supported by the int8 path")
+                ql.stride = _single("stride", layer.stride, layer)
+                ql.padding = _single("padding", layer.padding, layer)
+            quant.check_acc_range(int(np.prod(wq.shape[1:])), bq)
+            qlayers.append(ql)
+            s_in = s_out
+        elif kind in ("maxpool", "avgpool"):
+            k = _single("kernel_size", layer.kernel_size, layer)
+            stride = getattr(layer, "stride", None)
+            qlayers.append(QLayer(kind, name, s_in, kernel=k, stride=k if stride is None else
+                                  _single("stride", stride, layer)))
+        else:
+            qlayers.append(QLayer("flatten", name, s_in))
+    return QuantizedModel(input_scale_value, qlayers, tuple(x_cal.shape[1:]), calibration)
