@@ -54,6 +54,7 @@ class QLayer:
     stride: int = 1
     padding: int = 0
     kernel: int = 0
+    float_index: int = -1  # the float layer whose output this layer's output stands for
 
 
 def run_layer(layer: QLayer, x: np.ndarray, backend: str = "cython", n_threads=None):
@@ -276,7 +277,7 @@ def quantize_model(model, calib_images, percentile: float = 99.99, input_scale: 
             wq = quant.quantize(w, s_w)
             bq = quant.quantize_bias(b, s_in, s_w)
             rq = quant.multiplier_from_scale(s_in * s_w / s_out, relu=relu)
-            ql = QLayer(kind, name, s_out, w=wq, b=bq, rq=rq, w_scale=s_w)
+            ql = QLayer(kind, name, s_out, w=wq, b=bq, rq=rq, w_scale=s_w, float_index=end)
             if kind == "conv":
                 if getattr(layer, "floor_mode", False):
                     raise ValueError(f"{layer!r}: floor_mode convolutions are not supported by the int8 path")
@@ -288,8 +289,8 @@ def quantize_model(model, calib_images, percentile: float = 99.99, input_scale: 
         elif kind in ("maxpool", "avgpool"):
             k = _single("kernel_size", layer.kernel_size, layer)
             stride = getattr(layer, "stride", None)
-            qlayers.append(QLayer(kind, name, s_in, kernel=k, stride=k if stride is None else
-                                  _single("stride", stride, layer)))
+            stride = k if stride is None else _single("stride", stride, layer)
+            qlayers.append(QLayer(kind, name, s_in, kernel=k, stride=stride, float_index=end))
         else:
-            qlayers.append(QLayer("flatten", name, s_in))
+            qlayers.append(QLayer("flatten", name, s_in, float_index=end))
     return QuantizedModel(input_scale_value, qlayers, tuple(x_cal.shape[1:]), calibration)
