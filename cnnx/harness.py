@@ -280,6 +280,15 @@ def _model_cycles(layer: ptq.QLayer, in_shape: tuple, rows: int, cols: int) -> i
     return None
 
 
+def layers_for_groups(qmodel: ptq.QuantizedModel) -> list[list[int]]:
+    """For each int8 layer, the indices of the float layers it stands for (e.g. Conv2d and its ReLU)."""
+    out, prev = [], -1
+    for layer in qmodel.layers:
+        out.append(list(range(prev + 1, layer.float_index + 1)))
+        prev = layer.float_index
+    return out
+
+
 def layer_macs(layer: ptq.QLayer, in_shape: tuple, out_shape: tuple) -> int:
     """Useful multiply-accumulates of one image through a conv/linear layer (0 for pools and flatten)."""
     if layer.kind == "conv":

@@ -1,0 +1,264 @@
+"""The profiler: where the time goes per layer, on the CPU and on the RTL cores, and what the array size does.
+
+Per int8 layer of a quantised network (conv/linear with fused ReLU, pools; flatten is free):
+  * CPU time per image: the float Cython layers it stands for and the int8 Cython layer, each at 1 and 2
+    threads (`cnnx.set_num_threads`), and the int8 NumPy golden layer; best of `repeats` runs of one batch;
+  * RTL cycles per image measured on the simulator (a few images) next to `cnnx.cycles`' analytical figure;
+    they must agree and `agree` says whether they did;
+  * the time those cycles mean at `clock_mhz`, the speedup int8-CPU-time / RTL-time (best CPU thread count),
+    and the MAC utilisation macs / (cycles * rows * cols);
+  * a sweep over array sizes (4x4 .. 32x32) with the cycle model only.
+Charts (matplotlib, Agg backend): `layers.png` (CPU vs RTL time per layer) and `sweep.png` (cycles and
+utilisation against array size) in `out_dir`, plus `profile.json`.
+Timings are wall-clock on a shared machine: noisy, so read them as ratios measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import _threads, ptq
+from ._threads import set_num_threads
+from .harness import RtlRunner, calibration_images, layer_macs, layers_for_groups, parse_array
+
+SWEEP = ((4, 4), (8, 8), (16, 16), (32, 32))
+
+
+def _best_time(fn, repeats: int) -> float:
+    fn()  # warm-up: first-touch allocations, thread pool start
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _model_cycles(kind, layer, in_shape, rows, cols):
+    from .harness import _model_cycles as mc
+
+    return mc(layer, in_shape, rows, cols) if kind != "flatten" else None
+
+
+def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, array=(8, 8), clock_mhz=200.0,
+                  rtl_images: int = 4, repeats: int = 3, driver: str = "fast", rtl: bool = True) -> dict:
+    """Profile `model` (float) and its quantised form on `images` (uint8 MNIST); returns a JSON-able dict."""
+    rows, cols = array
+    if clock_mhz <= 0:
+        raise ValueError(f"clock must be positive, got {clock_mhz} MHz")
+    n = len(images)
+    if n == 0:
+        raise ValueError("need at least one image to profile")
+    from .data import to_float
+
+    if hasattr(model, "eval"):
+        model.eval()
+    float_layers = ptq.layers_of(model)
+    groups = layers_for_groups(qmodel)  # int8 layer i <- float layers groups[i]
+    x_float = to_float(images)
+    x_int8 = qmodel.quantize_input(images)
+
+    # inputs of every float layer and every int8 layer, computed once
+    f_inputs, h = [], x_float
+    for layer in float_layers:
+        f_inputs.append(h)
+        h = layer.forward(h)
+    q_inputs, h = [], x_int8
+    for layer in qmodel.layers:
+        q_inputs.append(h)
+        h, _ = ptq.run_layer(layer, h, "cython")
+    q_inputs.append(h)
+
+    saved = _threads._NUM_THREADS  # restore exactly what the caller had set (None = OMP_NUM_THREADS/all)
+    rows_out = []
+    try:
+        for i, layer in enumerate(qmodel.layers):
+            row = {"index": i, "kind": layer.kind, "name": layer.name,
+                   "in_shape": list(q_inputs[i].shape[1:]), "out_shape": list(q_inputs[i + 1].shape[1:])}
+            for threads in (1, 2):
+                set_num_threads(threads)
+                t_f = 0.0
+                for j in groups[i]:
+                    t_f += _best_time(lambda j=j: float_layers[j].forward(f_inputs[j]), repeats)
+                row[f"float_cython_{threads}t_us"] = 1e6 * t_f / n
+                t_q = _best_time(lambda lay=layer, x=q_inputs[i]: ptq.run_layer(lay, x, "cython"), repeats)
+                row[f"int8_cython_{threads}t_us"] = 1e6 * t_q / n
+            g = q_inputs[i][: min(n, 4)]
+            t_np = _best_time(lambda lay=layer, g=g: ptq.run_layer(lay, g, "numpy"), 1)
+            row["int8_numpy_us"] = 1e6 * t_np / len(g)
+            row["macs"] = layer_macs(layer, tuple(q_inputs[i].shape[1:]), tuple(q_inputs[i + 1].shape[1:]))
+            row["model_cycles"] = _model_cycles(layer.kind, layer, tuple(q_inputs[i].shape[1:]), rows, cols)
+            rows_out.append(row)
+    finally:
+        set_num_threads(saved)
+
+    # measured cycles on the simulator (a few images), chained on the CPU's int8 inputs
+    if rtl:
+        runner = RtlRunner(qmodel, rows, cols, driver)
+        k = max(1, min(rtl_images, n))
+        for i, row in enumerate(rows_out):
+            if row["kind"] == "flatten":
+                row["rtl_cycles"] = None
+                continue
+            y, cyc = runner.run_layer(i, q_inputs[i][:k])
+            row["rtl_cycles"] = float(np.mean(cyc))
+            row["rtl_bit_identical"] = bool(np.array_equal(y, q_inputs[i + 1][:k]))
+    for row in rows_out:
+        cyc = row.get("rtl_cycles") if rtl else None
+        cyc = cyc if cyc is not None else row["model_cycles"]
+        row["agree"] = (None if not rtl or row.get("rtl_cycles") is None or row["model_cycles"] is None
+                        else row["rtl_cycles"] == row["model_cycles"])
+        if cyc:
+            row["rtl_us"] = cyc / clock_mhz
+            best_cpu = min(row["int8_cython_1t_us"], row["int8_cython_2t_us"])
+            row["speedup_cpu_over_rtl"] = best_cpu / row["rtl_us"]
+            row["mac_utilisation"] = row["macs"] / (cyc * rows * cols) if row["macs"] else None
+        else:
+            row["rtl_us"] = row["speedup_cpu_over_rtl"] = row["mac_utilisation"] = None
+
+    sweep = []
+    for r, c in SWEEP:
+        per = []
+        for i, layer in enumerate(qmodel.layers):
+            if layer.kind == "flatten":
+                continue
+            cyc = _model_cycles(layer.kind, layer, tuple(q_inputs[i].shape[1:]), r, c)
+            macs = rows_out[i]["macs"]
+            per.append({"index": i, "name": layer.name, "cycles": cyc,
+                        "mac_utilisation": (macs / (cyc * r * c)) if cyc and macs else None})
+        total = sum(p["cycles"] or 0 for p in per)
+        macs = sum(row["macs"] for row in rows_out)
+        sweep.append({"array": f"{r}x{c}", "total_cycles": total, "time_us": total / clock_mhz,
+                      "mac_utilisation": macs / (total * r * c) if total else None, "layers": per})
+    return {"array": f"{rows}x{cols}", "clock_mhz": clock_mhz, "images": n, "repeats": repeats,
+            "rtl_images": min(rtl_images, n) if rtl else 0, "layers": rows_out, "sweep": sweep,
+            "totals": _totals(rows_out)}
+
+
+def _totals(rows_out) -> dict:
+    keys = ["float_cython_1t_us", "float_cython_2t_us", "int8_cython_1t_us", "int8_cython_2t_us",
+            "int8_numpy_us", "rtl_us", "macs"]
+    t = {k: float(sum((r.get(k) or 0) for r in rows_out)) for k in keys}
+    t["rtl_cycles"] = float(sum((r.get("rtl_cycles") or r.get("model_cycles") or 0) for r in rows_out))
+    return t
+
+
+def format_table(prof: dict) -> str:
+    def f(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    lines = [
+        f"profile: array {prof['array']} at {prof['clock_mhz']} MHz; CPU times are best of {prof['repeats']} "
+        f"on {prof['images']} images (per image, microseconds); RTL cycles measured on {prof['rtl_images']} "
+        "images",
+        f"{'#':>2} {'layer':<13} {'fl 1T':>8} {'fl 2T':>8} {'i8 1T':>8} {'i8 2T':>8} {'numpy':>9} "
+        f"{'RTL cyc':>8} {'model':>8} {'RTL us':>8} {'CPU/RTL':>8} {'util':>6}",
+    ]
+    for r in prof["layers"]:
+        agree = "" if r.get("agree") in (None, True) else " DISAGREE"
+        lines.append(
+            f"{r['index']:>2} {r['name'][:13]:<13} {f(r['float_cython_1t_us'], '8.1f')} "
+            f"{f(r['float_cython_2t_us'], '8.1f')} {f(r['int8_cython_1t_us'], '8.1f')} "
+            f"{f(r['int8_cython_2t_us'], '8.1f')} {f(r['int8_numpy_us'], '9.1f')} "
+            f"{f(r.get('rtl_cycles'), '8.0f')} {f(r['model_cycles'], '8d')} {f(r['rtl_us'], '8.2f')} "
+            f"{f(r['speedup_cpu_over_rtl'], '8.2f')} {f(r['mac_utilisation'], '6.2f')}{agree}")
+    t = prof["totals"]
+    lines.append(f"   {'total':<13} {t['float_cython_1t_us']:8.1f} {t['float_cython_2t_us']:8.1f} "
+                 f"{t['int8_cython_1t_us']:8.1f} {t['int8_cython_2t_us']:8.1f} {t['int8_numpy_us']:9.1f} "
+                 f"{t['rtl_cycles']:8.0f} {'':>8} {t['rtl_us']:8.2f}")
+    lines.append("array sweep (cycle model): " + "; ".join(
+        f"{s['array']}: {s['total_cycles']} cycles = {s['time_us']:.2f} us, "
+        f"util {f(s['mac_utilisation'], '.2f')}"
+        for s in prof["sweep"]))
+    return "\n".join(lines)
+
+
+def write_charts(prof: dict, out_dir) -> list[str]:
+    """layers.png and sweep.png in out_dir; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    layers = [r for r in prof["layers"] if r["kind"] != "flatten"]
+    names = [f"{r['index']} {r['name']}" for r in layers]
+    xs = np.arange(len(layers))
+    series = [("float Cython 1T", "float_cython_1t_us"), ("int8 Cython 1T", "int8_cython_1t_us"),
+              ("int8 Cython 2T", "int8_cython_2t_us"), (f"RTL @ {prof['clock_mhz']:g} MHz", "rtl_us")]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / len(series)
+    for k, (label, key) in enumerate(series):
+        ax.bar(xs + k * width, [r.get(key) or 0 for r in layers], width, label=label)
+    ax.set_xticks(xs + 0.4 - width / 2, names, rotation=20, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("time per image (us, log)")
+    ax.set_title(f"Per-layer time: CPU vs RTL ({prof['array']} array)")
+    ax.legend()
+    fig.tight_layout()
+    p1 = out / "layers.png"
+    fig.savefig(p1, dpi=100)
+    plt.close(fig)
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    arrays = [s["array"] for s in prof["sweep"]]
+    a1.bar(arrays, [s["total_cycles"] for s in prof["sweep"]])
+    a1.set_yscale("log")
+    a1.set_ylabel("cycles per image (model)")
+    a1.set_title("Cycles vs array size")
+    for li in range(len(prof["sweep"][0]["layers"])):
+        util = [s["layers"][li]["mac_utilisation"] or 0 for s in prof["sweep"]]
+        if any(util):
+            a2.plot(arrays, util, marker="o", label=prof["sweep"][0]["layers"][li]["name"])
+    a2.set_ylim(0, 1.05)
+    a2.set_ylabel("MAC utilisation")
+    a2.set_title("Utilisation vs array size")
+    a2.legend(fontsize=7)
+    fig.tight_layout()
+    p2 = out / "sweep.png"
+    fig.savefig(p2, dpi=100)
+    plt.close(fig)
+    return [str(p1), str(p2)]
+
+
+def profile_run_dir(run_dir, n_images: int = 16, **kwargs) -> dict:
+    from .checkpoint import load
+    from .data import load_mnist
+
+    model, _info = load(run_dir)
+    images = load_mnist("test")[0]
+    if not 1 <= n_images <= len(images):
+        raise ValueError(f"--images must be in [1, {len(images)}], got {n_images}")
+    qmodel = ptq.quantize_model(model, calibration_images())
+    return profile_model(model, qmodel, images[:n_images], **kwargs)
+
+
+def cli_profile(args) -> int:
+    """`cnnx profile RUN_DIR --array 8x8 --clock-mhz 200 --out DIR --images N --json`."""
+    run_dir = getattr(args, "run_dir", None) or args.RUN_DIR
+    out = getattr(args, "out", None) or str(Path(run_dir) / "profile")
+    try:
+        prof = profile_run_dir(
+            run_dir, n_images=int(getattr(args, "images", 16) or 16),
+            array=parse_array(getattr(args, "array", "8x8") or "8x8"),
+            clock_mhz=float(getattr(args, "clock_mhz", 200.0) or 200.0),
+        )
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"cnnx profile: error: {e}", file=sys.stderr)
+        return 2
+    prof["charts"] = write_charts(prof, out)
+    Path(out, "profile.json").write_text(json.dumps(prof, indent=1))
+    if getattr(args, "json", False):
+        print(json.dumps(prof))
+    else:
+        print(format_table(prof))
+        print(f"wrote {', '.join(prof['charts'])} and {Path(out, 'profile.json')}")
+    bad = [r["index"] for r in prof["layers"]
+           if r.get("agree") is False or r.get("rtl_bit_identical") is False]
+    return 1 if bad else 0
