@@ -29,6 +29,7 @@ import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -102,16 +103,36 @@ def _per_image_cycles(core, n: int, total) -> np.ndarray:
     return np.full(n, int(total) // max(n, 1), np.int64)
 
 
+def import_sim():
+    """The co-simulation bridge `cnnx.sim`. An installed package maps the top-level `sim/` folder to
+    `cnnx.sim` (setup.py's package_dir); in a source tree without that install, register `sim/` here."""
+    try:
+        import cnnx.sim as sim
+
+        return sim
+    except ImportError:
+        import importlib.util
+
+        src = Path(__file__).resolve().parent.parent / "sim" / "__init__.py"
+        if not src.exists():
+            raise
+        spec = importlib.util.spec_from_file_location("cnnx.sim", src,
+                                                      submodule_search_locations=[str(src.parent)])
+        sim = importlib.util.module_from_spec(spec)
+        sys.modules["cnnx.sim"] = sim
+        spec.loader.exec_module(sim)
+        return sim
+
+
 class RtlRunner:
     """Runs a QuantizedModel's layers on the simulated cores, one layer at a time over a batch."""
 
     def __init__(self, qmodel: ptq.QuantizedModel, rows: int = 8, cols: int = 8, driver: str = "fast",
                  corrupt_rtl_layer: int | None = None):
-        from .sim import ConvCore, PoolCore
-
+        sim = import_sim()
         self.qmodel = qmodel
-        self.conv = ConvCore(rows=rows, cols=cols, driver=driver)
-        self.pool = PoolCore(driver=driver)
+        self.conv = sim.ConvCore(rows=rows, cols=cols, driver=driver)
+        self.pool = sim.PoolCore(driver=driver)
         self.weights = [layer.w for layer in qmodel.layers]
         if corrupt_rtl_layer is not None:
             if not 0 <= corrupt_rtl_layer < len(qmodel.layers) or qmodel.layers[corrupt_rtl_layer].w is None:

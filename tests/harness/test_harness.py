@@ -1,0 +1,125 @@
+"""The cross-check harness (cnnx.harness) and profiler (cnnx.profile) on a tiny model trained in the test."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from cnnx import harness, profile, quant
+
+
+def have_sim() -> bool:
+    try:
+        harness.import_sim()
+        return True
+    except ImportError:
+        return False
+
+
+needs_sim = pytest.mark.skipif(not have_sim(), reason="cnnx.sim (the RTL bridge) is not available")
+
+
+def _args(run_dir, **kw):
+    base = dict(run_dir=str(run_dir), images=24, array="8x8", workers=1, driver="fast", json=True,
+                golden_images=8, corrupt_rtl_layer=None, clock_mhz=200.0, out=None)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_cpu_paths_agree(tiny):
+    model, q, _, images, labels = tiny
+    res = harness.run_cosim(model, images, labels, qmodel=q, rtl=False, golden_images=16, progress=False)
+    assert res.n_golden == 16
+    assert not res.int8_mismatch
+    for r in res.layers:
+        assert r.int8_cy_vs_np_identical == 16
+        assert r.rtl_identical is None
+        # float32 Cython vs float64 golden: rtol 1e-5 scale, on activations of order 1-10
+        assert r.float_max_abs_diff is not None and r.float_max_abs_diff < 1e-3
+    assert res.agreement["float-cython vs float-numpy"] == 1.0
+    assert res.agreement["int8-cython vs int8-numpy"] == 1.0
+    assert res.accuracy["float-cython"] > 0.5  # the tiny model learned something
+    d = res.to_dict()
+    json.dumps(d)
+    assert "RESULT: all int8 tensors bit-identical" in res.table()
+
+
+def test_bad_input(tiny):
+    model, q, _, images, labels = tiny
+    with pytest.raises(TypeError, match="uint8"):
+        harness.run_cosim(model, images.astype(np.float32), labels, qmodel=q, rtl=False, progress=False)
+    with pytest.raises(ValueError, match="labels"):
+        harness.run_cosim(model, images, labels[:3], qmodel=q, rtl=False, progress=False)
+    with pytest.raises(ValueError, match="driver"):
+        harness.run_cosim(model, images, labels, qmodel=q, driver="slow", progress=False)
+    with pytest.raises(ValueError, match="8x8"):
+        harness.parse_array("8by8")
+    assert harness.parse_array("16x8") == (16, 8)
+
+
+def test_profile_cpu_only_writes_charts(tiny, tmp_path):
+    model, q, _, images, _ = tiny
+    prof = profile.profile_model(model, q, images[:8], rtl=False, repeats=1)
+    assert [r["kind"] for r in prof["layers"]] == [layer.kind for layer in q.layers]
+    conv0 = prof["layers"][0]
+    assert conv0["macs"] == 6 * 28 * 28 * 25
+    assert conv0["int8_cython_1t_us"] > 0 and conv0["int8_numpy_us"] > 0
+    assert [s["array"] for s in prof["sweep"]] == ["4x4", "8x8", "16x16", "32x32"]
+    paths = profile.write_charts(prof, tmp_path)
+    for p in paths:
+        with open(p, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert "profile: array 8x8" in profile.format_table(prof)
+
+
+@pytest.mark.rtl
+@needs_sim
+def test_rtl_bit_identical_inline(tiny):
+    model, q, _, images, labels = tiny
+    res = harness.run_cosim(model, images[:16], labels[:16], qmodel=q, workers=1, golden_images=4,
+                            progress=False)
+    assert not res.int8_mismatch, res.table()
+    for r in res.layers:
+        assert r.rtl_identical == 16
+        if r.kind != "flatten":
+            assert r.rtl_cycles_per_image == r.model_cycles_per_image  # measured == the one cycle model
+    assert res.agreement["int8-cython vs rtl"] == 1.0
+    assert res.accuracy["rtl"] == res.accuracy["int8-cython"]
+
+
+@pytest.mark.rtl
+@needs_sim
+def test_cli_cosim_two_workers_and_corruption_caught(tiny_run_dir, capsys):
+    assert harness.cli_cosim(_args(tiny_run_dir, workers=2, images=12)) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_images"] == 12 and out["workers"] == 2 and not out["int8_mismatch"]
+    assert all(r["rtl_identical"] == 12 for r in out["layers"])
+
+    # a wrong weight sent to the RTL (conv2, layer 2) must be caught and reported, with a non-zero exit
+    assert harness.cli_cosim(_args(tiny_run_dir, images=12, corrupt_rtl_layer=2, json=False)) == 1
+    text = capsys.readouterr().out
+    assert "MISMATCH" in text and "RESULT: INT8 MISMATCH" in text
+    assert "layer 2" in text
+
+
+@pytest.mark.rtl
+@needs_sim
+def test_cli_profile_writes_pngs_and_json(tiny_run_dir, tmp_path, capsys):
+    out = tmp_path / "prof"
+    assert profile.cli_profile(_args(tiny_run_dir, images=4, out=str(out))) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert (out / "layers.png").exists() and (out / "sweep.png").exists()
+    saved = json.loads((out / "profile.json").read_text())
+    assert saved["array"] == printed["array"] == "8x8"
+    for r in saved["layers"]:
+        if r["kind"] != "flatten":
+            assert r["agree"] is True and r["rtl_bit_identical"] is True
+            assert r["rtl_us"] == pytest.approx(r["rtl_cycles"] / 200.0)
+
+
+def test_corruption_changes_the_weight():
+    w = np.array([[1, -128, 3]], np.int8)
+    c = harness._corrupted(w)
+    assert c[0, 1] == 127 and (c != w).sum() == 1 and w[0, 1] == -128  # the original is untouched
+    assert quant.INT8_MIN <= c.min()
