@@ -1,4 +1,4 @@
-# cnnx/_kernels/_conv.pyx — 2-D convolution (cross-correlation, as PyTorch), float32, NCHW, forward and backward.
+# cnnx/_kernels/_conv.pyx — 2-D convolution (cross-correlation, as PyTorch), float32, NCHW, fwd and bwd.
 # Shapes: N batch, C in, H/W input, F filters, KH/KW kernel, OH/OW output, K = C*KH*KW, P = OH*OW.
 # IN is read-only, OUT write-only, WORK is scratch owned by the caller. Call through `cnnx.functional`, which
 # validates every size: these kernels run without bounds checks.

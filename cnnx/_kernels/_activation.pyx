@@ -1,0 +1,74 @@
+# cnnx/_kernels/_activation.pyx — element-wise activations, float32, forward and backward.
+# Every array is the flattened tensor (any shape, C-contiguous, viewed as 1-D by `cnnx.functional`); each
+# element is independent, so the loops are split statically over the threads. IN read-only, OUT write-only.
+# Backward conventions: ReLU'(0) = 0 and LeakyReLU'(0) = negative_slope (as PyTorch); sigmoid and tanh
+# backward take the forward OUTPUT y; the ReLU family and ELU take the forward INPUT x.
+
+from cython.parallel cimport prange
+from libc.math cimport expf, tanhf
+
+
+def relu_forward(const float[::1] x, float[::1] y, int n_threads):     # IN x, OUT y
+    cdef Py_ssize_t i
+    for i in prange(x.shape[0], schedule="static", num_threads=n_threads, nogil=True):
+        y[i] = x[i] if x[i] > 0 else 0
+
+
+def relu_backward(const float[::1] dy, const float[::1] x, float[::1] dx, int n_threads):  # IN dy, x; OUT dx
+    cdef Py_ssize_t i
+    for i in prange(x.shape[0], schedule="static", num_threads=n_threads, nogil=True):
+        dx[i] = dy[i] if x[i] > 0 else 0
+
+
+def leaky_relu_forward(const float[::1] x, float[::1] y, float slope, int n_threads):
+    cdef Py_ssize_t i
+    for i in prange(x.shape[0], schedule="static", num_threads=n_threads, nogil=True):
+        y[i] = x[i] if x[i] > 0 else slope * x[i]
+
+
+def leaky_relu_backward(const float[::1] dy, const float[::1] x, float[::1] dx, float slope, int n_threads):
+    cdef Py_ssize_t i
+    for i in prange(x.shape[0], schedule="static", num_threads=n_threads, nogil=True):
+        dx[i] = dy[i] if x[i] > 0 else slope * dy[i]
+
+
+def elu_forward(const float[::1] x, float[::1] y, float alpha, int n_threads):
+    cdef Py_ssize_t i
+    for i in prange(x.shape[0], schedule="static", num_threads=n_threads, nogil=True):
+        y[i] = x[i] if x[i] > 0 else alpha * (expf(x[i]) - 1)
+
+
+def elu_backward(const float[::1] dy, const float[::1] x, float[::1] dx, float alpha, int n_threads):
+    cdef Py_ssize_t i
+    for i in prange(x.shape[0], schedule="static", num_threads=n_threads, nogil=True):
+        dx[i] = dy[i] if x[i] > 0 else dy[i] * alpha * expf(x[i])
+
+
+def sigmoid_forward(const float[::1] x, float[::1] y, int n_threads):
+    cdef Py_ssize_t i
+    cdef float e
+    for i in prange(x.shape[0], schedule="static", num_threads=n_threads, nogil=True):
+        # exp of a non-positive number only: no overflow for large |x|
+        if x[i] >= 0:
+            y[i] = 1 / (1 + expf(-x[i]))
+        else:
+            e = expf(x[i])
+            y[i] = e / (1 + e)
+
+
+def sigmoid_backward(const float[::1] dy, const float[::1] y, float[::1] dx, int n_threads):  # y: forward out
+    cdef Py_ssize_t i
+    for i in prange(y.shape[0], schedule="static", num_threads=n_threads, nogil=True):
+        dx[i] = dy[i] * y[i] * (1 - y[i])
+
+
+def tanh_forward(const float[::1] x, float[::1] y, int n_threads):
+    cdef Py_ssize_t i
+    for i in prange(x.shape[0], schedule="static", num_threads=n_threads, nogil=True):
+        y[i] = tanhf(x[i])
+
+
+def tanh_backward(const float[::1] dy, const float[::1] y, float[::1] dx, int n_threads):  # y: forward out
+    cdef Py_ssize_t i
+    for i in prange(y.shape[0], schedule="static", num_threads=n_threads, nogil=True):
+        dx[i] = dy[i] * (1 - y[i] * y[i])

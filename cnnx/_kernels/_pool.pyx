@@ -1,0 +1,126 @@
+# cnnx/_kernels/_pool.pyx — 2-D pooling (max, sum/average, L2), float32, NCHW, forward and backward.
+# Shapes: N batch, C channels, H/W input, KH/KW window, SH/SW stride, OH/OW output. IN is read-only, OUT
+# write-only. Call through `cnnx.functional`, which validates every size: no bounds checks here.
+# Every (n, c) plane is independent, so all loops run in parallel over the N*C planes; overlapping windows
+# (stride < kernel) scatter into one plane, which only its own thread touches: race-free and deterministic.
+
+from cython.parallel cimport prange
+from libc.math cimport sqrtf
+
+
+def max_pool2d_forward(
+    const float[:, :, ::1] x,       # IN  (N*C, H, W)
+    float[:, :, ::1] out,           # OUT (N*C, OH, OW)
+    int[:, :, ::1] argmax,          # OUT (N*C, OH, OW) flat index ih*W + iw of the max in its plane
+    Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW, int n_threads,
+):
+    cdef Py_ssize_t NC = x.shape[0], W = x.shape[2], OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t q, oh, ow, i, j, best_i
+    cdef float best, v
+    for q in prange(NC, schedule="static", num_threads=n_threads, nogil=True):
+        for oh in range(OH):
+            for ow in range(OW):
+                # strict '>' keeps the first maximum in row-major window order (ties -> first)
+                best = x[q, oh * SH, ow * SW]
+                best_i = (oh * SH) * W + ow * SW
+                for i in range(KH):
+                    for j in range(KW):
+                        v = x[q, oh * SH + i, ow * SW + j]
+                        if v > best:
+                            best = v
+                            best_i = (oh * SH + i) * W + ow * SW + j
+                out[q, oh, ow] = best
+                argmax[q, oh, ow] = <int>best_i
+
+
+def max_pool2d_backward(
+    const float[:, :, ::1] dy,      # IN  (N*C, OH, OW)
+    const int[:, :, ::1] argmax,    # IN  (N*C, OH, OW)
+    float[:, ::1] dx,               # OUT (N*C, H*W) zeroed by the caller
+    int n_threads,
+):
+    cdef Py_ssize_t NC = dy.shape[0], OH = dy.shape[1], OW = dy.shape[2]
+    cdef Py_ssize_t q, oh, ow
+    for q in prange(NC, schedule="static", num_threads=n_threads, nogil=True):
+        for oh in range(OH):
+            for ow in range(OW):
+                dx[q, argmax[q, oh, ow]] += dy[q, oh, ow]
+
+
+def sum_pool2d_forward(
+    const float[:, :, ::1] x,       # IN  (N*C, H, W)
+    float[:, :, ::1] out,           # OUT (N*C, OH, OW)
+    Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+    float scale,                    # 1 for sum pooling, 1/(KH*KW) for average pooling
+    int n_threads,
+):
+    cdef Py_ssize_t NC = x.shape[0], OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t q, oh, ow, i, j
+    cdef float s
+    for q in prange(NC, schedule="static", num_threads=n_threads, nogil=True):
+        for oh in range(OH):
+            for ow in range(OW):
+                s = 0
+                for i in range(KH):
+                    for j in range(KW):
+                        s = s + x[q, oh * SH + i, ow * SW + j]
+                out[q, oh, ow] = s * scale
+
+
+def sum_pool2d_backward(
+    const float[:, :, ::1] dy,      # IN  (N*C, OH, OW)
+    float[:, :, ::1] dx,            # OUT (N*C, H, W) zeroed by the caller
+    Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW,
+    float scale, int n_threads,
+):
+    cdef Py_ssize_t NC = dy.shape[0], OH = dy.shape[1], OW = dy.shape[2]
+    cdef Py_ssize_t q, oh, ow, i, j
+    cdef float g
+    for q in prange(NC, schedule="static", num_threads=n_threads, nogil=True):
+        for oh in range(OH):
+            for ow in range(OW):
+                g = dy[q, oh, ow] * scale
+                for i in range(KH):
+                    for j in range(KW):
+                        dx[q, oh * SH + i, ow * SW + j] += g
+
+
+def l2_pool2d_forward(
+    const float[:, :, ::1] x,       # IN  (N*C, H, W)
+    float[:, :, ::1] out,           # OUT (N*C, OH, OW) sqrt(sum of squares over the window)
+    Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW, int n_threads,
+):
+    cdef Py_ssize_t NC = x.shape[0], OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t q, oh, ow, i, j
+    cdef float s, v
+    for q in prange(NC, schedule="static", num_threads=n_threads, nogil=True):
+        for oh in range(OH):
+            for ow in range(OW):
+                s = 0
+                for i in range(KH):
+                    for j in range(KW):
+                        v = x[q, oh * SH + i, ow * SW + j]
+                        s = s + v * v
+                out[q, oh, ow] = sqrtf(s)
+
+
+def l2_pool2d_backward(
+    const float[:, :, ::1] dy,      # IN  (N*C, OH, OW)
+    const float[:, :, ::1] x,       # IN  (N*C, H, W)
+    const float[:, :, ::1] y,       # IN  (N*C, OH, OW) the forward output
+    float[:, :, ::1] dx,            # OUT (N*C, H, W) zeroed by the caller
+    Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW, int n_threads,
+):
+    cdef Py_ssize_t NC = dy.shape[0], OH = dy.shape[1], OW = dy.shape[2]
+    cdef Py_ssize_t q, oh, ow, i, j
+    cdef float g
+    for q in prange(NC, schedule="static", num_threads=n_threads, nogil=True):
+        for oh in range(OH):
+            for ow in range(OW):
+                # d sqrt(sum x^2) / dx = x / y; defined as 0 where y == 0 (an all-zero window)
+                if y[q, oh, ow] == 0:
+                    continue
+                g = dy[q, oh, ow] / y[q, oh, ow]
+                for i in range(KH):
+                    for j in range(KW):
+                        dx[q, oh * SH + i, ow * SW + j] += g * x[q, oh * SH + i, ow * SW + j]
