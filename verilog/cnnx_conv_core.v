@@ -13,7 +13,7 @@
 // PERIOD = max(K, ROWS) cycles: K MAC steps, plus idle steps when K < ROWS so that a column's drain (ROWS
 // cycles) ends before the next tile's results arrive. Tiles are issued back to back: the drain of one tile
 // and the requantisation of its outputs overlap the fill and compute of the next, so a layer takes
-//     cycles = (T - 1) * PERIOD + K + ROWS + COLS + 3,      T = ceil(OH*OW / ROWS) * ceil(F / COLS)
+//     cycles = (T - 1) * PERIOD + K + 2*ROWS + COLS + 1,      T = ceil(OH*OW / ROWS) * ceil(F / COLS)
 // counted from the cycle after `start` is sampled to the cycle `done` rises, both included (the cycles
 // `busy` is high). Buffer loading and unloading through the host ports are not counted.
 // cnnx/cycles.py holds the same formula; tests check the counter against it on every layer they run.

@@ -1,0 +1,85 @@
+"""The analytical cycle model of the RTL cores (verilog/cnnx_conv_core.v, cnnx_pool_core.v), the one source of
+truth for drivers, tests, benchmarks and the profiler. The cores' own cycle counters must equal it exactly.
+
+What is counted: the cycles a core is busy, from the cycle after it samples `start` to the cycle `done`
+rises, both included. Loading the buffers and reading the output back through the host ports is NOT counted
+(in a real system a DMA engine would do that, overlapped with the previous layer).
+
+Conv core, ROWS x COLS output-stationary array. A tile is ROWS output pixels x COLS filters; there are
+    T = ceil(OH*OW / ROWS) * ceil(F / COLS)
+tiles, each taking PERIOD = max(K, ROWS) cycles, K = C*KH*KW (a column's drain takes ROWS cycles, so tiles of
+short sums are padded with idle steps). Tiles are issued back to back, each one's drain overlapping the next
+one's compute, so only the last tile's pipeline is exposed:
+    cycles = (T - 1) * PERIOD + K + 2*ROWS + COLS + 1
+where the tail is: 1 buffer-read stage, ROWS - 1 + COLS - 1 skew/hop stages to the bottom-right PE, 1 to load
+the drain chain, ROWS drain/requantise/write steps, 1 for the done flag and 1 for the PE itself.
+
+Pool core: one input byte per cycle through a two-stage pipeline:
+    cycles = C * OH * OW * KSIZE * KSIZE + 1
+"""
+
+from __future__ import annotations
+
+from .shapes import check_positive_int, out_size
+
+
+def _dims(C, H, W, F, KH, KW, stride, padding):
+    for name, v in (("C", C), ("H", H), ("W", W), ("F", F), ("KH", KH), ("KW", KW), ("stride", stride)):
+        check_positive_int(name, v)
+    check_positive_int("padding", padding, minimum=0)
+    OH = out_size(H, KH, stride, padding, what="kernel")
+    OW = out_size(W, KW, stride, padding, what="kernel")
+    return OH, OW
+
+
+def conv_tiles(C, H, W, F, KH, KW, stride, padding, rows, cols) -> int:
+    """Number of ROWS-pixel x COLS-filter tiles the conv core walks."""
+    OH, OW = _dims(C, H, W, F, KH, KW, stride, padding)
+    check_positive_int("rows", rows)
+    check_positive_int("cols", cols)
+    return -(-OH * OW // rows) * -(-F // cols)
+
+
+def conv_cycles(C, H, W, F, KH, KW, stride=1, padding=0, rows=8, cols=8) -> int:
+    """Cycles the conv core takes for one image of this layer (start to done; loading excluded)."""
+    T = conv_tiles(C, H, W, F, KH, KW, stride, padding, rows, cols)
+    K = C * KH * KW
+    period = max(K, rows)
+    return (T - 1) * period + K + 2 * rows + cols + 1
+
+
+def conv_macs(C, H, W, F, KH, KW, stride=1, padding=0) -> int:
+    """Useful multiply-accumulates of one image: F*OH*OW*C*KH*KW (taps on the zero padding included, as the
+    usual MAC counts do). The conv core's mac_count counter counts exactly these."""
+    OH, OW = _dims(C, H, W, F, KH, KW, stride, padding)
+    return F * OH * OW * C * KH * KW
+
+
+def conv_ideal_cycles(C, H, W, F, KH, KW, stride=1, padding=0, rows=8, cols=8) -> int:
+    """The lower bound: every PE busy every cycle, no fill or drain: ceil(MACs / (ROWS*COLS))."""
+    return -(-conv_macs(C, H, W, F, KH, KW, stride, padding) // (rows * cols))
+
+
+def conv_utilisation(C, H, W, F, KH, KW, stride=1, padding=0, rows=8, cols=8) -> float:
+    """MACs / (cycles * ROWS * COLS): the fraction of PE-cycles doing useful work."""
+    macs = conv_macs(C, H, W, F, KH, KW, stride, padding)
+    return macs / (conv_cycles(C, H, W, F, KH, KW, stride, padding, rows, cols) * rows * cols)
+
+
+def linear_cycles(IN, OUT, rows=8, cols=8) -> int:
+    """A dense layer (N, IN) -> (N, OUT) run as a 1x1 convolution on a 1x1 map with C=IN, F=OUT."""
+    return conv_cycles(IN, 1, 1, OUT, 1, 1, 1, 0, rows, cols)
+
+
+def linear_macs(IN, OUT) -> int:
+    return conv_macs(IN, 1, 1, OUT, 1, 1, 1, 0)
+
+
+def pool_cycles(C, H, W, kernel, stride=None) -> int:
+    """Cycles the pool core takes for one image (max and average alike; start to done, loading excluded)."""
+    stride = kernel if stride is None else stride
+    for name, v in (("C", C), ("H", H), ("W", W), ("kernel", kernel), ("stride", stride)):
+        check_positive_int(name, v)
+    OH = out_size(H, kernel, stride, 0, what="pooling window")
+    OW = out_size(W, kernel, stride, 0, what="pooling window")
+    return C * OH * OW * kernel * kernel + 1

@@ -1,0 +1,173 @@
+// batch_driver.cpp — the "fast" driver of the cnnx RTL cores: a C API over one Verilated model, loaded with
+// ctypes by cnnx/sim/drivers.py, so that a whole layer for a batch of images runs without Python in the
+// per-cycle loop. Compiled by cnnx/sim/builder.py against the very objects of the pyverilator model, with
+// -DCNNX_CONV_CORE=1 or -DCNNX_POOL_CORE=1 selecting the top module.
+//
+// The clocking protocol is the python driver's, step for step (both must give identical outputs and cycle
+// counts): inputs are set while clk is low, then one tick = clk 1, eval, clk 0, eval. A run is: start = 1,
+// tick, start = 0, tick until done; the cycle count is the core's own counter, read after done.
+// Every model has its own VerilatedContext, so models in one process (or in many processes) are independent;
+// one model must not be used from two threads at once.
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+
+#include "verilated.h"
+
+#if defined(CNNX_CONV_CORE)
+#include "Vcnnx_conv_core.h"
+typedef Vcnnx_conv_core Top;
+#elif defined(CNNX_POOL_CORE)
+#include "Vcnnx_pool_core.h"
+typedef Vcnnx_pool_core Top;
+#else
+#error "compile with -DCNNX_CONV_CORE=1 or -DCNNX_POOL_CORE=1"
+#endif
+
+// verilated.o was compiled with VL_USER_FINISH (pyverilator's flags); the cores never call $finish.
+void vl_finish(const char* filename, int linenum, const char* hier) {
+    (void)hier;
+    std::fprintf(stderr, "cnnx batch driver: $finish at %s:%d\n", filename, linenum);
+    Verilated::threadContextp()->gotFinish(true);
+}
+double sc_time_stamp() { return 0; }
+
+namespace {
+
+struct Model {
+    VerilatedContext* ctx;
+    Top* top;
+    uint64_t ticks;  // every clock edge pair this model has seen, loading included (for the benchmark)
+};
+
+inline void tick(Model* m) {
+    m->top->clk = 1;
+    m->top->eval();
+    m->top->clk = 0;
+    m->top->eval();
+    m->ticks++;
+}
+
+void write_words(Model* m, int sel, const uint32_t* words, int64_t n_words) {
+#if defined(CNNX_CONV_CORE)
+    m->top->wr_sel = sel;
+#else
+    (void)sel;
+#endif
+    m->top->wr_en = 1;
+    for (int64_t i = 0; i < n_words; ++i) {
+        m->top->wr_addr = (uint32_t)i;
+        m->top->wr_data = words[i];
+        tick(m);
+    }
+    m->top->wr_en = 0;
+}
+
+// start, clock to done; returns 0, or -1 when done did not come within max_cycles
+int run_one(Model* m, uint64_t max_cycles) {
+    m->top->start = 1;
+    tick(m);
+    m->top->start = 0;
+    uint64_t n = 0;
+    while (!m->top->done) {
+        if (++n > max_cycles) return -1;
+        tick(m);
+    }
+    return 0;
+}
+
+void read_words(Model* m, uint32_t* words, int64_t n_words) {
+    for (int64_t i = 0; i < n_words; ++i) {
+        m->top->rd_addr = (uint32_t)i;
+        m->top->eval();
+        words[i] = m->top->rd_data;
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+void* cnnx_new(void) {
+    Model* m = new Model;
+    m->ctx = new VerilatedContext;
+    m->top = new Top{m->ctx};
+    m->ticks = 0;
+    m->top->clk = 0;
+    m->top->rst = 0;
+    m->top->wr_en = 0;
+    m->top->cfg_en = 0;
+    m->top->start = 0;
+    m->top->rd_addr = 0;
+    m->top->eval();
+    return m;
+}
+
+void cnnx_free(void* handle) {
+    Model* m = static_cast<Model*>(handle);
+    if (m == nullptr) return;
+    m->top->final();
+    delete m->top;
+    delete m->ctx;
+    delete m;
+}
+
+// synchronous reset: rst high for two ticks (registers only; the buffers keep their contents)
+void cnnx_reset(void* handle) {
+    Model* m = static_cast<Model*>(handle);
+    m->top->wr_en = 0;
+    m->top->cfg_en = 0;
+    m->top->start = 0;
+    m->top->rst = 1;
+    tick(m);
+    tick(m);
+    m->top->rst = 0;
+}
+
+// write `n` configuration registers: addrs[i] <- values[i], one tick each
+void cnnx_config(void* handle, const int32_t* addrs, const uint32_t* values, int n) {
+    Model* m = static_cast<Model*>(handle);
+    m->top->cfg_en = 1;
+    for (int i = 0; i < n; ++i) {
+        m->top->cfg_addr = addrs[i];
+        m->top->cfg_data = values[i];
+        tick(m);
+    }
+    m->top->cfg_en = 0;
+}
+
+// write a buffer from word 0 (sel: the conv core's wr_sel; ignored by the pool core)
+void cnnx_write(void* handle, int sel, const uint32_t* words, int64_t n_words) {
+    write_words(static_cast<Model*>(handle), sel, words, n_words);
+}
+
+// One layer for a batch: for each image, load `in_words` words of its input map (buffer select `in_sel`),
+// run, read `out_words` words of its output map, and record the core's cycle (and, conv core, MAC) counters.
+// Returns the number of images done: n_images, or fewer when one timed out (its outputs are then unset).
+int64_t cnnx_run_batch(void* handle, int in_sel, const uint32_t* in, int64_t in_words, int64_t n_images,
+                       uint32_t* out, int64_t out_words, uint32_t* cycles, uint32_t* macs,
+                       uint64_t max_cycles) {
+    Model* m = static_cast<Model*>(handle);
+    for (int64_t n = 0; n < n_images; ++n) {
+        write_words(m, in_sel, in + n * in_words, in_words);
+        if (run_one(m, max_cycles) != 0) return n;
+        read_words(m, out + n * out_words, out_words);
+        cycles[n] = m->top->cycle_count;
+#if defined(CNNX_CONV_CORE)
+        macs[n] = m->top->mac_count;
+#else
+        macs[n] = 0;
+#endif
+    }
+    return n_images;
+}
+
+// Clock the model `n` times with the inputs held (the benchmark's raw simulation rate).
+void cnnx_tick(void* handle, uint64_t n) {
+    Model* m = static_cast<Model*>(handle);
+    for (uint64_t i = 0; i < n; ++i) tick(m);
+}
+
+uint64_t cnnx_ticks(void* handle) { return static_cast<Model*>(handle)->ticks; }
+
+}  // extern "C"

@@ -1,0 +1,224 @@
+`default_nettype none
+// cnnx_pool_core: int8 max and average pooling of one image (C, H, W), window and stride set at run time.
+//
+// One input byte per cycle through a two-stage pipeline (buffer read, then combine), windows back to back
+// with no gap, so a layer of C x OH x OW windows of KSIZE x KSIZE takes
+//     cycles = C * OH * OW * KSIZE * KSIZE + 1
+// counted like the conv core: from the cycle after `start` is sampled to the cycle `done` rises, both
+// included; buffer loading and unloading are not counted (cnnx/cycles.py holds the same formula).
+// Max pooling is exact. Average pooling requantises the int32 window sum the quant.py way with the MULT and
+// SHIFT registers (the driver writes quant.avg_pool_multiplier(KSIZE*KSIZE)): clamp((sum * MULT +
+// 2**(SHIFT-1)) >>> SHIFT, -128, 127), carried in 48 bits. No padding (the lectures' pooling has none).
+//
+// Host interface, as cnnx_conv_core's: wr_en/wr_addr/wr_data (32-bit word index, 4 input bytes little-
+// endian; input byte (c, h, w) at c*H*W + h*W + w), cfg_en/cfg_addr/cfg_data (0 C, 1 H, 2 W, 3 KSIZE,
+// 4 STRIDE, 5 OH, 6 OW, 7 MODE (0 max, 1 avg), 8 MULT, 9 SHIFT), start/busy/done, rd_addr -> rd_data (4
+// output bytes; output (c, oh, ow) at c*OH*OW + oh*OW + ow), cycle_count. Writes are ignored while busy.
+module cnnx_pool_core #(
+    parameter IFMAP_DEPTH = 8192,   // input map buffer, bytes (power of two, 16 ... 65536)
+    parameter OFMAP_DEPTH = 2048    // output map buffer, bytes (power of two, 16 ... 65536)
+) (
+    input  wire                               clk,
+    input  wire                               rst,          // synchronous, active high
+    input  wire                               wr_en,
+    input  wire [$clog2(IFMAP_DEPTH)-3:0]     wr_addr,
+    input  wire [31:0]                        wr_data,
+    input  wire                               cfg_en,
+    input  wire [3:0]                         cfg_addr,
+    input  wire [31:0]                        cfg_data,
+    input  wire                               start,
+    output wire                               busy,
+    output wire                               done,
+    input  wire [$clog2(OFMAP_DEPTH)-3:0]     rd_addr,
+    output wire [31:0]                        rd_data,
+    output wire [31:0]                        cycle_count
+);
+
+    localparam IF_AW = $clog2(IFMAP_DEPTH);
+    localparam OF_AW = $clog2(OFMAP_DEPTH);
+
+    generate
+        if ((1 << IF_AW) != IFMAP_DEPTH || (1 << OF_AW) != OFMAP_DEPTH || IF_AW < 4 || OF_AW < 4
+                || IF_AW > 16 || OF_AW > 16) begin : g_bad_depth
+            initial $fatal(1, "cnnx_pool_core: buffer depths must be powers of two in 16 ... 65536");
+        end
+    endgenerate
+
+    reg [7:0] ifmap_mem [0:IFMAP_DEPTH-1];
+    reg [7:0] ofmap_mem [0:OFMAP_DEPTH-1];
+
+    localparam [1:0] ST_IDLE = 2'd0;
+    localparam [1:0] ST_RUN = 2'd1;
+    localparam [1:0] ST_FLUSH = 2'd2;
+    reg [1:0] state_reg;
+
+    always @(posedge clk) begin
+        // host writes land only while idle; the buffer is not cleared by reset (the host reloads it)
+        if (wr_en && state_reg == ST_IDLE && !rst) begin
+            ifmap_mem[{wr_addr, 2'd0}] <= wr_data[7:0];
+            ifmap_mem[{wr_addr, 2'd1}] <= wr_data[15:8];
+            ifmap_mem[{wr_addr, 2'd2}] <= wr_data[23:16];
+            ifmap_mem[{wr_addr, 2'd3}] <= wr_data[31:24];
+        end
+    end
+
+    assign rd_data = {ofmap_mem[{rd_addr, 2'd3}], ofmap_mem[{rd_addr, 2'd2}],
+                      ofmap_mem[{rd_addr, 2'd1}], ofmap_mem[{rd_addr, 2'd0}]};
+
+    // configuration registers
+    reg [31:0] c_reg, k_reg, oh_reg, ow_reg;
+    reg [IF_AW-1:0] h_reg, w_reg, stride_reg;   // only address arithmetic uses them, modulo the buffer
+    reg        mode_reg;
+    reg [15:0] mult_reg;
+    reg [5:0]  shift_reg;
+
+    always @(posedge clk) begin
+        if (rst) begin
+            c_reg <= 32'd0; h_reg <= {IF_AW{1'b0}}; w_reg <= {IF_AW{1'b0}}; k_reg <= 32'd0;
+            stride_reg <= {IF_AW{1'b0}};
+            oh_reg <= 32'd0; ow_reg <= 32'd0; mode_reg <= 1'b0; mult_reg <= 16'd0; shift_reg <= 6'd0;
+        end else if (cfg_en && state_reg == ST_IDLE) begin
+            case (cfg_addr)
+                4'd0: c_reg <= cfg_data;
+                4'd1: h_reg <= cfg_data[IF_AW-1:0];
+                4'd2: w_reg <= cfg_data[IF_AW-1:0];
+                4'd3: k_reg <= cfg_data;
+                4'd4: stride_reg <= cfg_data[IF_AW-1:0];
+                4'd5: oh_reg <= cfg_data;
+                4'd6: ow_reg <= cfg_data;
+                4'd7: mode_reg <= cfg_data[0];
+                4'd8: mult_reg <= cfg_data[15:0];
+                4'd9: shift_reg <= cfg_data[5:0];
+                default: ;
+            endcase
+        end
+    end
+
+    // the window walker (stage 0): channel, output row/column, tap row/column
+    reg [31:0]      ch_reg, oh_i_reg, ow_i_reg, kh_i_reg, kw_i_reg;
+    reg [OF_AW-1:0] oidx_reg;              // output index of the current window
+    reg [31:0]      cycle_reg;
+    reg             done_reg;
+
+    wire last_kw = (kw_i_reg + 32'd1 == k_reg);
+    wire last_kh = (kh_i_reg + 32'd1 == k_reg);
+    wire last_ow = (ow_i_reg + 32'd1 == ow_reg);
+    wire last_oh = (oh_i_reg + 32'd1 == oh_reg);
+    wire last_ch = (ch_reg + 32'd1 == c_reg);
+    wire running = (state_reg == ST_RUN);
+
+    // input address of the current tap, modulo the buffer (the host guarantees C*H*W fits)
+    wire [IF_AW-1:0] ih = oh_i_reg[IF_AW-1:0] * stride_reg + kh_i_reg[IF_AW-1:0];
+    wire [IF_AW-1:0] iw = ow_i_reg[IF_AW-1:0] * stride_reg + kw_i_reg[IF_AW-1:0];
+    wire [IF_AW-1:0] addr = ch_reg[IF_AW-1:0] * h_reg * w_reg + ih * w_reg + iw;
+    localparam [OF_AW-1:0] OF_ONE = 1;
+
+    // stage 1 registers: the byte read and its flags
+    reg [7:0]       d_reg;
+    reg             valid_q_reg;
+    reg             first_q_reg;
+    reg             last_q_reg;
+    reg [OF_AW-1:0] oidx_q_reg;
+
+    always @(posedge clk) begin
+        if (rst) begin
+            state_reg <= ST_IDLE;
+            ch_reg <= 32'd0; oh_i_reg <= 32'd0; ow_i_reg <= 32'd0; kh_i_reg <= 32'd0; kw_i_reg <= 32'd0;
+            oidx_reg <= {OF_AW{1'b0}};
+            cycle_reg <= 32'd0;
+            done_reg <= 1'b0;
+            d_reg <= 8'd0; valid_q_reg <= 1'b0; first_q_reg <= 1'b0; last_q_reg <= 1'b0;
+            oidx_q_reg <= {OF_AW{1'b0}};
+        end else begin
+            d_reg <= ifmap_mem[addr];
+            valid_q_reg <= running;
+            first_q_reg <= (kh_i_reg == 32'd0) && (kw_i_reg == 32'd0);
+            last_q_reg <= last_kh && last_kw;
+            oidx_q_reg <= oidx_reg;
+            if (state_reg != ST_IDLE) begin
+                cycle_reg <= cycle_reg + 32'd1;
+            end
+            case (state_reg)
+                ST_IDLE: begin
+                    if (start) begin
+                        state_reg <= ST_RUN;
+                        done_reg <= 1'b0;
+                        ch_reg <= 32'd0; oh_i_reg <= 32'd0; ow_i_reg <= 32'd0;
+                        kh_i_reg <= 32'd0; kw_i_reg <= 32'd0;
+                        oidx_reg <= {OF_AW{1'b0}};
+                        cycle_reg <= 32'd0;
+                    end
+                end
+                ST_RUN: begin
+                    // walk kw fastest, then kh, then ow, oh, channel
+                    if (!last_kw) begin
+                        kw_i_reg <= kw_i_reg + 32'd1;
+                    end else begin
+                        kw_i_reg <= 32'd0;
+                        if (!last_kh) begin
+                            kh_i_reg <= kh_i_reg + 32'd1;
+                        end else begin
+                            kh_i_reg <= 32'd0;
+                            oidx_reg <= oidx_reg + OF_ONE;
+                            if (!last_ow) begin
+                                ow_i_reg <= ow_i_reg + 32'd1;
+                            end else begin
+                                ow_i_reg <= 32'd0;
+                                if (!last_oh) begin
+                                    oh_i_reg <= oh_i_reg + 32'd1;
+                                end else begin
+                                    oh_i_reg <= 32'd0;
+                                    if (!last_ch) begin
+                                        ch_reg <= ch_reg + 32'd1;
+                                    end else begin
+                                        state_reg <= ST_FLUSH;
+                                    end
+                                end
+                            end
+                        end
+                    end
+                end
+                ST_FLUSH: begin
+                    // the last window's byte is combined and written on this edge
+                    state_reg <= ST_IDLE;
+                    done_reg <= 1'b1;
+                end
+                default: state_reg <= ST_IDLE;
+            endcase
+        end
+    end
+
+    // stage 2: combine the byte with the running max / sum; the window's result is written on its last byte
+    reg signed [7:0]  max_reg;
+    reg signed [31:0] sum_reg;
+    wire signed [7:0]  d = $signed(d_reg);
+    wire signed [7:0]  max_next = (first_q_reg || d > max_reg) ? d : max_reg;
+    wire signed [31:0] sum_next = (first_q_reg ? 32'sd0 : sum_reg) + {{24{d[7]}}, d};
+    wire [47:0]        round_half = {47'd0, 1'b1} << (shift_reg - 6'd1);
+    wire signed [47:0] scaled = {{16{sum_next[31]}}, sum_next} * $signed({32'd0, mult_reg});
+    wire signed [47:0] shifted = (scaled + $signed(round_half)) >>> shift_reg;
+    wire [7:0]         avg = (shifted > 48'sd127) ? 8'd127 : (shifted < -48'sd128) ? 8'h80 : shifted[7:0];
+
+    always @(posedge clk) begin
+        if (rst) begin
+            max_reg <= 8'sd0;
+            sum_reg <= 32'sd0;
+        end else if (valid_q_reg) begin
+            max_reg <= max_next;
+            sum_reg <= sum_next;
+        end
+    end
+
+    always @(posedge clk) begin
+        if (!rst && valid_q_reg && last_q_reg) begin
+            ofmap_mem[oidx_q_reg] <= mode_reg ? avg : max_next;
+        end
+    end
+
+    assign busy = (state_reg != ST_IDLE);
+    assign done = done_reg;
+    assign cycle_count = cycle_reg;
+
+endmodule
+
+`default_nettype wire
