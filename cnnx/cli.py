@@ -173,9 +173,11 @@ def cmd_train(args) -> int:
     try:
         summary = fit(cfg, run_dir, resume=args.resume, progress=not args.no_progress, log=out.say)
     except TrainingInterrupted as e:
-        out.say(
+        print(
             f"cnnx train: interrupted; resumable checkpoint saved to {e.checkpoint} "
-            f"(continue with: cnnx train --model {cfg.model} --out {run_dir} --resume)"
+            f"(continue with: cnnx train --model {cfg.model} --out {run_dir} --resume)",
+            file=sys.stderr,
+            flush=True,
         )
         if args.json:
             print(

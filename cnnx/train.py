@@ -421,7 +421,7 @@ def fit(
                 x, y = data.to_float(xb), y_tr[idx]
                 logits = model.forward(x)
                 loss = float(loss_fn.forward(logits, y))
-                model.backward(loss_fn.backward())
+                model.backward(loss_fn.backward(), need_input_grad=False)  # the input needs no gradient
                 opt.lr = sched(epoch * steps_per_epoch + b)
                 opt.step()
                 dt = time.perf_counter() - t0
