@@ -70,19 +70,19 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(20240611)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tol() -> types.SimpleNamespace:
     """The tolerance regimes above, as attributes (float_rtol, float_atol, fd_eps, fd_rtol, fd_atol)."""
     return TOL
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def layer_check():
     """`assert_layer_matches` as a fixture, so test modules need not import conftest."""
     return assert_layer_matches
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fd_grad():
     """`numeric_grad` (central finite differences) as a fixture."""
     return numeric_grad
