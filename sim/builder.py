@@ -26,7 +26,7 @@ from cnnx.verilog import RTL_DIR
 SIM_DIR = Path(__file__).resolve().parent
 BATCH_SOURCE = SIM_DIR / "batch_driver.cpp"
 # Bump when the commands below change: it is part of the cache key.
-BUILD_RECIPE = "cnnx-rtl-build-3: pyverilator gen_only, make OPT_FAST=-O2, batch_driver.o linked -Bsymbolic"
+BUILD_RECIPE = "cnnx-rtl-build-4: lint, pyverilator gen_only, make OPT_FAST=-O2, batch_driver.o -Bsymbolic"
 MODEL_CFLAGS = "-O2"
 
 TOPS = {
@@ -119,8 +119,11 @@ def _build_into(top: str, params: tuple[tuple[str, int], ...], out: Path) -> Non
 
     macro = TOPS[top][1]
     top_file = RTL_DIR / f"{top}.v"
-    vargs = [f"-G{k}={v}" for k, v in params]
-    vargs += ["-Wall", "--x-assign", "fast", "--x-initial", "fast", "-LDFLAGS", "-Wl,-Bsymbolic"]
+    gparams = [f"-G{k}={v}" for k, v in params]
+    # lint first: pyverilator runs Verilator with -Wno-fatal, which would let the cores' elaboration-time
+    # parameter guards ($fatal in a generate block) pass as mere warnings
+    _run(["verilator", "--lint-only", "-Wall", f"-I{RTL_DIR}", *gparams, str(top_file)])
+    vargs = [*gparams, "--x-assign", "fast", "--x-initial", "fast", "-LDFLAGS", "-Wl,-Bsymbolic"]
     # gen_only: pyverilator verilates and writes its wrapper; we run make ourselves with a faster -O level
     pyverilator.PyVerilator.build(
         str(top_file), verilog_path=[str(RTL_DIR)], build_dir=str(out), args=vargs, gen_only=True, quiet=True

@@ -70,15 +70,16 @@ module cnnx_conv_core #(
 
     generate
         if (ROWS < 1 || COLS < 1 || ROWS > 256 || COLS > 256) begin : g_bad_array
-            initial $fatal(1, "cnnx_conv_core: ROWS and COLS must be in 1..256, got %0dx%0d", ROWS, COLS);
+            $fatal(1, "cnnx_conv_core: ROWS and COLS must be in 1..256, got %0dx%0d", ROWS, COLS);
         end
         if ((1 << IF_AW) != IFMAP_DEPTH || (1 << WT_AW) != WEIGHT_DEPTH || (1 << OF_AW) != OFMAP_DEPTH
                 || (1 << BI_AW) != BIAS_DEPTH) begin : g_bad_pow2
-            initial $fatal(1, "cnnx_conv_core: buffer depths must be powers of two");
+            $fatal(1, "cnnx_conv_core: buffer depths must be powers of two");
         end
         if (IF_AW < 4 || OF_AW < 4 || BI_AW < 1 || WT_AW > 16 || IF_AW > WT_AW || OF_AW > 16
                 || BI_AW > WT_AW - 2) begin : g_bad_depth
-            initial $fatal(1, "cnnx_conv_core: need 16 <= IFMAP_DEPTH <= WEIGHT_DEPTH <= 65536, 16 <= OFMAP_DEPTH <= 65536, 2 <= BIAS_DEPTH <= WEIGHT_DEPTH/4");
+            $fatal(1, "cnnx_conv_core: need 16 <= IFMAP_DEPTH <= WEIGHT_DEPTH <= 65536, %s",
+                   "16 <= OFMAP_DEPTH <= 65536 and 2 <= BIAS_DEPTH <= WEIGHT_DEPTH/4");
         end
     endgenerate
 
@@ -225,6 +226,19 @@ module cnnx_conv_core #(
         end
     endgenerate
 
+    // the pixel after the tile's last row starts the next pixel tile
+    wire [31:0] next_boh;
+    wire [31:0] next_bow;
+    generate
+        if (ROWS >= 1) begin : g_next_base
+            assign next_boh = g_rowaddr[ROWS-1].oh_nxt;
+            assign next_bow = g_rowaddr[ROWS-1].ow_nxt;
+        end else begin : g_no_rows
+            assign next_boh = 32'd0;
+            assign next_bow = 32'd0;
+        end
+    endgenerate
+
     wire [COLS*8-1:0] w_feed_next;
     generate
         for (c = 0; c < COLS; c = c + 1) begin : g_coladdr
@@ -294,8 +308,8 @@ module cnnx_conv_core #(
                         if (last_ftile) begin
                             f0_reg <= 32'd0;
                             p0_reg <= p0_reg + ROWS32;
-                            boh_reg <= g_rowaddr[ROWS-1].oh_nxt;
-                            bow_reg <= g_rowaddr[ROWS-1].ow_nxt;
+                            boh_reg <= next_boh;
+                            bow_reg <= next_bow;
                             if (last_ptile) begin
                                 state_reg <= ST_FLUSH;
                             end

@@ -31,7 +31,7 @@ module cnnx_pe #(
 
     generate
         if (DATA_W < 2 || 2 * DATA_W > ACC_W) begin : g_bad_width
-            initial $fatal(1, "cnnx_pe: need 2 <= DATA_W and 2*DATA_W <= ACC_W, got DATA_W=%0d ACC_W=%0d",
+            $fatal(1, "cnnx_pe: need 2 <= DATA_W and 2*DATA_W <= ACC_W, got DATA_W=%0d ACC_W=%0d",
                            DATA_W, ACC_W);
         end
     endgenerate

@@ -40,7 +40,7 @@ module cnnx_pool_core #(
     generate
         if ((1 << IF_AW) != IFMAP_DEPTH || (1 << OF_AW) != OFMAP_DEPTH || IF_AW < 4 || OF_AW < 4
                 || IF_AW > 16 || OF_AW > 16) begin : g_bad_depth
-            initial $fatal(1, "cnnx_pool_core: buffer depths must be powers of two in 16 ... 65536");
+            $fatal(1, "cnnx_pool_core: buffer depths must be powers of two in 16 ... 65536");
         end
     endgenerate
 

@@ -28,7 +28,7 @@ module cnnx_systolic_array #(
 
     generate
         if (ROWS < 1 || COLS < 1) begin : g_bad_size
-            initial $fatal(1, "cnnx_systolic_array: ROWS and COLS must be >= 1, got %0dx%0d", ROWS, COLS);
+            $fatal(1, "cnnx_systolic_array: ROWS and COLS must be >= 1, got %0dx%0d", ROWS, COLS);
         end
     endgenerate
 

@@ -1,0 +1,63 @@
+"""The pool core (verilog/cnnx_pool_core.v) against the golden max/avg pools, bit for bit, and the cycle
+model.
+Shapes: (N, C, H, W, kernel, stride)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnnx import cycles, reference
+
+SHAPES = [
+    (1, 1, 2, 2, 2, 2),
+    (2, 3, 6, 6, 2, 2),
+    (1, 2, 7, 7, 3, 2),     # overlapping windows
+    (1, 4, 9, 6, 3, 3),     # H != W
+    (1, 1, 5, 5, 1, 1),     # identity window
+    (1, 2, 8, 8, 4, 4),
+]
+GOLDEN = {"max": reference.maxpool2d_int8, "avg": reference.avgpool2d_int8}
+
+
+def check_pool(core, x, kernel, stride, mode):
+    y, total = core.run(x, kernel, stride, mode=mode)
+    np.testing.assert_array_equal(y, GOLDEN[mode](x, kernel, stride))
+    N, C, H, W = x.shape
+    want = cycles.pool_cycles(C, H, W, kernel, stride)
+    assert core.last_cycles == [want] * N and total == want * N
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_pool_python_driver(shape, mode, rtl_rng, pool_core):
+    N, C, H, W, k, s = shape
+    check_pool(pool_core("python"), rtl_rng.integers(-128, 128, (N, C, H, W), dtype=np.int8), k, s, mode)
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_pool_fast_driver_lenet_and_equal_to_python(mode, rtl_rng, pool_core):
+    x = rtl_rng.integers(-128, 128, (3, 6, 28, 28), dtype=np.int8)
+    fast = pool_core("fast")
+    check_pool(fast, x, 2, 2, mode)
+    check_pool(fast, x[:, :, :10, :10].copy(), 2, 2, mode)    # LeNet's second pool shape, straight after
+    y_fast, c_fast = fast.run(x[:1], 2, mode=mode)
+    y_slow, c_slow = pool_core("python").run(x[:1], 2, mode=mode)
+    np.testing.assert_array_equal(y_fast, y_slow)
+    assert c_fast == c_slow
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("driver", ["python", "fast"])
+def test_pool_extremes(driver, pool_core):
+    core = pool_core(driver)
+    for value in (-128, 127, -1, 0):
+        x = np.full((1, 2, 6, 6), value, np.int8)
+        for mode in ("max", "avg"):
+            for k in (2, 3):
+                check_pool(core, x, k, k, mode)
+    # rounding halves: a window of {-1, 0, 0, 0} averages -0.25 -> 0, {-1, -1, 0, 0} -> -0.5 -> 0 (half up)
+    x = np.array([[[[-1, 0, -1, -1], [0, 0, 0, 0]]]], np.int8)
+    check_pool(core, x, 2, 2, "avg")
