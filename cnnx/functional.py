@@ -146,9 +146,10 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, floor_mode=False, need_dx=Tru
     dx = np.zeros(x.shape, np.float32)
     dw = np.empty((F, K), np.float32)
     db = np.empty(F, np.float32)
-    cols = np.empty((N, K, P), np.float32)
+    colt = np.empty((N, P, K), np.float32)
     dcol = np.empty((nt if need_dx else 1, K, P), np.float32)
-    _conv.conv2d_backward(dy.reshape(N, F, P), x, w.reshape(F, K), dx, dw, db, cols, dcol,
+    wt = np.ascontiguousarray(w.reshape(F, K).T)
+    _conv.conv2d_backward(dy.reshape(N, F, P), x, wt, dx, dw, db, colt, dcol,
                           KH, KW, OH, OW, sh, sw, ph, pw, bool(need_dx), nt)
     return (dx if need_dx else None), dw.reshape(w.shape), db
 

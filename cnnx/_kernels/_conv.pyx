@@ -3,16 +3,20 @@
 # IN is read-only, OUT write-only, WORK is scratch owned by the caller. Call through `cnnx.functional`, which
 # validates every size: these kernels run without bounds checks.
 #
-# Method: per image, im2col unrolls the receptive fields into col (K, P) (zeros where the window hangs over
-# the padding), then out[f, :] = b[f] + sum_k w[f, k] * col[k, :] — an axpy over P contiguous floats, which
-# gcc vectorises. Backward reuses the same col layout:
-#   dw[f, k] = sum_n dot(dy[n, f, :], col_n[k, :])        (parallel over filters, batch summed in order)
-#   dcol[k, :] = sum_f w[f, k] * dy[n, f, :]; dx = col2im(dcol)  (parallel over images)
-# so no two threads ever write one location and the result does not depend on the thread count.
+# Method (im2col + one register-blocked sgemm, `_gemm.pxd`), per image n:
+#   forward  out_n (F, P) = b + w (F, K) @ col_n (K, P), col_n the receptive fields unrolled (zeros where a
+#            window hangs over the padding), in a per-thread buffer; parallel over images.
+#   dw       dw (F, K) = sum_n dy_n (F, P) @ colT_n (P, K): parallel over tiles of dw (blocks of output
+#            channels x blocks of K), each tile summing the images in order n = 0, 1, ...
+#   db       parallel over output channels, the batch summed in order (in double).
+#   dx       dcol_n (K, P) = wT (K, F) @ dy_n (F, P), then col2im scatters it into dx_n; parallel over images.
+# No two threads ever write one location, and every sum runs in a fixed order, so results do not depend on
+# the thread count.
 
 from cython.parallel cimport parallel, prange, threadid
 
-from ._vec cimport axpy, dot, fsum
+from ._gemm cimport sgemm
+from ._vec cimport fsum
 
 
 cdef inline void _im2col(
@@ -56,6 +60,39 @@ cdef inline void _im2col(
                         row[oh * OW + ow] = 0
 
 
+cdef inline void _im2col_t(
+    const float[:, :, ::1] x,   # IN  (C, H, W) one image
+    float* colt,                # OUT (P, K): row p holds the receptive field of output p
+    Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
+    Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
+) noexcept nogil:
+    cdef Py_ssize_t C = x.shape[0], H = x.shape[1], W = x.shape[2], K = C * KH * KW
+    cdef Py_ssize_t c, i, j, oh, ow, ih, j_lo, j_hi, base
+    cdef float* seg
+    cdef const float* xrow
+    for oh in range(OH):
+        for ow in range(OW):
+            base = ow * sw - pw
+            # the kernel columns j whose input column base + j lies inside [0, W)
+            j_lo = 0 if base >= 0 else -base
+            j_hi = KW if base + KW <= W else W - base
+            for c in range(C):
+                for i in range(KH):
+                    seg = colt + (oh * OW + ow) * K + (c * KH + i) * KW
+                    ih = oh * sh + i - ph
+                    if ih < 0 or ih >= H or j_lo >= j_hi:
+                        for j in range(KW):
+                            seg[j] = 0
+                        continue
+                    xrow = &x[c, ih, 0]
+                    for j in range(j_lo):
+                        seg[j] = 0
+                    for j in range(j_lo, j_hi):
+                        seg[j] = xrow[base + j]
+                    for j in range(j_hi, KW):
+                        seg[j] = 0
+
+
 cdef inline void _col2im(
     const float* col,           # IN  (K, P)
     float[:, :, ::1] dx,        # OUT (C, H, W) one image, accumulated into (caller zeroes it)
@@ -63,20 +100,32 @@ cdef inline void _col2im(
     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
 ) noexcept nogil:
     cdef Py_ssize_t C = dx.shape[0], H = dx.shape[1], W = dx.shape[2]
-    cdef Py_ssize_t c, i, j, oh, ow, ih, iw
+    cdef Py_ssize_t c, i, j, oh, ow, ih, ow_lo, ow_hi
     cdef const float* row
+    cdef float* dxrow
     for c in range(C):
         for i in range(KH):
             for j in range(KW):
                 row = col + ((c * KH + i) * KW + j) * OH * OW
+                # the outputs whose input column ow*sw + j - pw lands inside [0, W), as in _im2col
+                ow_lo = 0
+                while ow_lo < OW and ow_lo * sw + j - pw < 0:
+                    ow_lo += 1
+                ow_hi = OW
+                while ow_hi > ow_lo and (ow_hi - 1) * sw + j - pw >= W:
+                    ow_hi -= 1
                 for oh in range(OH):
                     ih = oh * sh + i - ph
                     if ih < 0 or ih >= H:
                         continue
-                    for ow in range(OW):
-                        iw = ow * sw + j - pw
-                        if 0 <= iw < W:
-                            dx[c, ih, iw] += row[oh * OW + ow]
+                    dxrow = &dx[c, ih, 0]
+                    if sw == 1:
+                        dxrow = dxrow + j - pw
+                        for ow in range(ow_lo, ow_hi):
+                            dxrow[ow] += row[oh * OW + ow]
+                    else:
+                        for ow in range(ow_lo, ow_hi):
+                            dxrow[ow * sw + j - pw] += row[oh * OW + ow]
 
 
 cdef void _conv2d_forward(
@@ -90,46 +139,17 @@ cdef void _conv2d_forward(
     bint has_bias, int n_threads,
 ) noexcept nogil:
     cdef Py_ssize_t N = x.shape[0], F = w.shape[0], K = w.shape[1], P = OH * OW
-    cdef Py_ssize_t n, f, k, p, f4
+    cdef Py_ssize_t n, f, p
     cdef float* cb
-    cdef float* o0
-    cdef float* o1
-    cdef float* o2
-    cdef float* o3
-    cdef const float* ck
-    cdef float w0, w1, w2, w3, v
     # every image is independent; each thread unrolls its image into its own col buffer
     for n in prange(N, schedule="static", num_threads=n_threads, nogil=True):
         cb = &col[threadid(), 0, 0]
         _im2col(x[n], cb, KH, KW, OH, OW, sh, sw, ph, pw)
-        for f in range(F):
-            v = b[f] if has_bias else 0
-            o0 = &out[n, f, 0]
-            for p in range(P):
-                o0[p] = v
-        # four filters at a time: each col value loaded once feeds four accumulating rows
-        f4 = F - F % 4
-        for f in range(0, f4, 4):
-            o0 = &out[n, f, 0]
-            o1 = &out[n, f + 1, 0]
-            o2 = &out[n, f + 2, 0]
-            o3 = &out[n, f + 3, 0]
-            for k in range(K):
-                w0 = w[f, k]
-                w1 = w[f + 1, k]
-                w2 = w[f + 2, k]
-                w3 = w[f + 3, k]
-                ck = cb + k * P
+        if has_bias:
+            for f in range(F):
                 for p in range(P):
-                    v = ck[p]
-                    o0[p] += w0 * v
-                    o1[p] += w1 * v
-                    o2[p] += w2 * v
-                    o3[p] += w3 * v
-        for f in range(f4, F):
-            o0 = &out[n, f, 0]
-            for k in range(K):
-                axpy(w[f, k], cb + k * P, o0, P)
+                    out[n, f, p] = b[f]
+        sgemm(F, P, K, &w[0, 0], K, cb, P, &out[n, 0, 0], P, has_bias)
 
 
 def conv2d_forward(
@@ -146,62 +166,68 @@ def conv2d_forward(
         _conv2d_forward(x, w, b, out, col, KH, KW, OH, OW, sh, sw, ph, pw, has_bias, n_threads)
 
 
+# dw tiles: MR output channels x NR columns of K, the shape of one sgemm register tile
+cdef enum:
+    TILE_F = 6
+    TILE_K = 16
+
+
 cdef void _conv2d_backward(
     const float[:, :, ::1] dy,      # IN   (N, F, P)
     const float[:, :, :, ::1] x,    # IN   (N, C, H, W)
-    const float[:, ::1] w,          # IN   (F, K)
+    const float[:, ::1] wt,         # IN   (K, F)   the flattened weights, transposed
     float[:, :, :, ::1] dx,         # OUT  (N, C, H, W)  zeroed by the caller; untouched unless need_dx
     float[:, ::1] dw,               # OUT  (F, K)
     float[::1] db,                  # OUT  (F,)
-    float[:, :, ::1] cols,          # WORK (N, K, P) im2col of every image
+    float[:, :, ::1] colt,          # WORK (N, P, K) transposed im2col of every image
     float[:, :, ::1] dcol,          # WORK (n_threads, K, P)
     Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
     bint need_dx, int n_threads,
 ) noexcept nogil:
-    cdef Py_ssize_t N = x.shape[0], F = w.shape[0], K = w.shape[1], P = OH * OW
-    cdef Py_ssize_t n, m, f, g, k, p
-    cdef double acc, accb
+    cdef Py_ssize_t N = x.shape[0], F = wt.shape[1], K = wt.shape[0], P = OH * OW
+    cdef Py_ssize_t n, m, f, t, f0, k0, mr, nr
+    cdef Py_ssize_t n_kt = (K + TILE_K - 1) // TILE_K, n_ft = (F + TILE_F - 1) // TILE_F
+    cdef double accb
     cdef float* dc
     with parallel(num_threads=n_threads):
         for n in prange(N, schedule="static"):
-            _im2col(x[n], &cols[n, 0, 0], KH, KW, OH, OW, sh, sw, ph, pw)
-        # weight and bias grads: one thread per filter, the batch summed in a fixed order (in double)
+            _im2col_t(x[n], &colt[n, 0, 0], KH, KW, OH, OW, sh, sw, ph, pw)
+        # weight grads: one thread per dw tile, the images summed in order inside it
+        for t in prange(n_ft * n_kt, schedule="static"):
+            f0 = (t // n_kt) * TILE_F
+            k0 = (t % n_kt) * TILE_K
+            mr = min(TILE_F, F - f0)
+            nr = min(TILE_K, K - k0)
+            for m in range(N):
+                sgemm(mr, nr, P, &dy[m, f0, 0], P, &colt[m, 0, k0], K, &dw[f0, k0], K, m > 0)
+        # bias grads: one thread per output channel, the batch summed in order (in double)
         for f in prange(F, schedule="static"):
             accb = 0
             for m in range(N):
                 accb = accb + fsum(&dy[m, f, 0], P)
             db[f] = <float>accb
-            for k in range(K):
-                acc = 0
-                for m in range(N):
-                    acc = acc + dot(&dy[m, f, 0], &cols[m, k, 0], P)
-                dw[f, k] = <float>acc
         if need_dx:
             # input grads: one thread per image, through its own dcol buffer
             for n in prange(N, schedule="static"):
                 dc = &dcol[threadid(), 0, 0]
-                for k in range(K):
-                    for p in range(P):
-                        dc[k * P + p] = 0
-                    for g in range(F):
-                        axpy(w[g, k], &dy[n, g, 0], dc + k * P, P)
+                sgemm(K, P, F, &wt[0, 0], F, &dy[n, 0, 0], P, dc, P, 0)
                 _col2im(dc, dx[n], KH, KW, OH, OW, sh, sw, ph, pw)
 
 
 def conv2d_backward(
     const float[:, :, ::1] dy,      # IN   (N, F, P)
     const float[:, :, :, ::1] x,    # IN   (N, C, H, W)
-    const float[:, ::1] w,          # IN   (F, K)
+    const float[:, ::1] wt,         # IN   (K, F)
     float[:, :, :, ::1] dx,         # OUT  (N, C, H, W) zeroed
     float[:, ::1] dw,               # OUT  (F, K)
     float[::1] db,                  # OUT  (F,)
-    float[:, :, ::1] cols,          # WORK (N, K, P)
+    float[:, :, ::1] colt,          # WORK (N, P, K)
     float[:, :, ::1] dcol,          # WORK (n_threads, K, P)
     Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
     bint need_dx, int n_threads,
 ):
     with nogil:
-        _conv2d_backward(dy, x, w, dx, dw, db, cols, dcol, KH, KW, OH, OW, sh, sw, ph, pw, need_dx,
+        _conv2d_backward(dy, x, wt, dx, dw, db, colt, dcol, KH, KW, OH, OW, sh, sw, ph, pw, need_dx,
                          n_threads)

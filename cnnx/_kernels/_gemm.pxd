@@ -1,0 +1,116 @@
+# cnnx/_kernels/_gemm.pxd — the one float32 matrix-multiply core of the conv and dense kernels, in C.
+# C (+)= A @ B for row-major A (M, K), B (K, N), C (M, N), each with its own leading dimension. Written as a
+# register-blocked 6x16 tile (12 eight-float accumulators, the classic AVX2 sgemm shape) with gcc vector
+# extensions, and compiled three times by gcc's target_clones (x86-64-v4 AVX-512, x86-64-v3 AVX2+FMA, plain
+# x86-64) with the best picked at load time, because setup.py builds portable -O3 code without -march.
+# Other compilers and CPUs get the same C as portable code. Deterministic: each C element is summed over k
+# in increasing order, whatever thread calls it.
+
+cdef extern from *:
+    """
+    #include <stdlib.h>
+    #include <string.h>
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define CNNX_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+    #else
+    #define CNNX_CLONES
+    #endif
+    #define CNNX_MR 6
+    #define CNNX_NR 16
+
+    typedef float cnnx_v8 __attribute__((vector_size(32)));
+
+    /* unaligned 8-float load/store (macros, not functions: a vector argument would change the ABI) */
+    #define cnnx_ld8(p) __extension__ ({ cnnx_v8 v_; memcpy(&v_, (p), sizeof v_); v_; })
+    #define cnnx_st8(p, v) do { cnnx_v8 v_ = (v); memcpy((p), &v_, sizeof v_); } while (0)
+
+    /* One MR x 16 tile of C, mr (<= MR, a compile-time constant after inlining) rows, 16 columns. */
+    static inline __attribute__((always_inline)) void cnnx_tile(
+        const int mr, Py_ssize_t K, const float *A, Py_ssize_t lda, const float *B, Py_ssize_t ldb,
+        float *C, Py_ssize_t ldc, int accumulate)
+    {
+        cnnx_v8 c0[CNNX_MR], c1[CNNX_MR];
+        for (int r = 0; r < mr; ++r) {
+            if (accumulate) { c0[r] = cnnx_ld8(C + r * ldc); c1[r] = cnnx_ld8(C + r * ldc + 8); }
+            else { c0[r] = (cnnx_v8){0}; c1[r] = (cnnx_v8){0}; }
+        }
+        for (Py_ssize_t k = 0; k < K; ++k) {
+            const cnnx_v8 b0 = cnnx_ld8(B + k * ldb), b1 = cnnx_ld8(B + k * ldb + 8);
+            for (int r = 0; r < mr; ++r) {
+                const float a = A[r * lda + k];
+                c0[r] += a * b0;
+                c1[r] += a * b1;
+            }
+        }
+        for (int r = 0; r < mr; ++r) { cnnx_st8(C + r * ldc, c0[r]); cnnx_st8(C + r * ldc + 8, c1[r]); }
+    }
+
+    /* The last nr < 16 columns: copy them into a zero-padded K x 16 panel and a 16-wide C tile, run the full
+       register tile on those, copy the nr real columns back. A scalar loop here would cost more than the
+       copy (with K = 25, a 9-column tail is a third of the work). */
+    static inline __attribute__((always_inline)) void cnnx_tail(
+        Py_ssize_t M, Py_ssize_t nr, Py_ssize_t K, const float *A, Py_ssize_t lda, const float *B,
+        Py_ssize_t ldb, float *C, Py_ssize_t ldc, int accumulate)
+    {
+        float ct[CNNX_MR * CNNX_NR];
+        float *bp = (float *) malloc((size_t) (K > 0 ? K : 1) * CNNX_NR * sizeof(float));
+        if (bp == NULL) {  /* out of memory: the same sums, in the same order, without the panel */
+            for (Py_ssize_t r = 0; r < M; ++r)
+                for (Py_ssize_t j = 0; j < nr; ++j) {
+                    float acc = accumulate ? C[r * ldc + j] : 0.0f;
+                    for (Py_ssize_t k = 0; k < K; ++k) acc += A[r * lda + k] * B[k * ldb + j];
+                    C[r * ldc + j] = acc;
+                }
+            return;
+        }
+        for (Py_ssize_t k = 0; k < K; ++k) {
+            for (Py_ssize_t j = 0; j < nr; ++j) bp[k * CNNX_NR + j] = B[k * ldb + j];
+            for (Py_ssize_t j = nr; j < CNNX_NR; ++j) bp[k * CNNX_NR + j] = 0.0f;
+        }
+        for (Py_ssize_t i0 = 0; i0 < M; i0 += CNNX_MR) {
+            const Py_ssize_t mr = M - i0 < CNNX_MR ? M - i0 : CNNX_MR;
+            for (Py_ssize_t r = 0; r < mr; ++r)
+                for (Py_ssize_t j = 0; j < CNNX_NR; ++j)
+                    ct[r * CNNX_NR + j] = (accumulate && j < nr) ? C[(i0 + r) * ldc + j] : 0.0f;
+            const float *a = A + i0 * lda;
+            switch (mr) {
+                case 6: cnnx_tile(6, K, a, lda, bp, CNNX_NR, ct, CNNX_NR, 1); break;
+                case 5: cnnx_tile(5, K, a, lda, bp, CNNX_NR, ct, CNNX_NR, 1); break;
+                case 4: cnnx_tile(4, K, a, lda, bp, CNNX_NR, ct, CNNX_NR, 1); break;
+                case 3: cnnx_tile(3, K, a, lda, bp, CNNX_NR, ct, CNNX_NR, 1); break;
+                case 2: cnnx_tile(2, K, a, lda, bp, CNNX_NR, ct, CNNX_NR, 1); break;
+                default: cnnx_tile(1, K, a, lda, bp, CNNX_NR, ct, CNNX_NR, 1); break;
+            }
+            for (Py_ssize_t r = 0; r < mr; ++r)
+                for (Py_ssize_t j = 0; j < nr; ++j) C[(i0 + r) * ldc + j] = ct[r * CNNX_NR + j];
+        }
+        free(bp);
+    }
+
+    CNNX_CLONES
+    static void cnnx_sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t lda,
+                           const float *B, Py_ssize_t ldb, float *C, Py_ssize_t ldc, int accumulate)
+    {
+        Py_ssize_t j0 = 0;
+        for (; j0 + CNNX_NR <= N; j0 += CNNX_NR) {
+            for (Py_ssize_t i0 = 0; i0 < M; i0 += CNNX_MR) {
+                const float *a = A + i0 * lda;
+                const float *b = B + j0;
+                float *c = C + i0 * ldc + j0;
+                switch (M - i0 < CNNX_MR ? M - i0 : CNNX_MR) {
+                    case 6: cnnx_tile(6, K, a, lda, b, ldb, c, ldc, accumulate); break;
+                    case 5: cnnx_tile(5, K, a, lda, b, ldb, c, ldc, accumulate); break;
+                    case 4: cnnx_tile(4, K, a, lda, b, ldb, c, ldc, accumulate); break;
+                    case 3: cnnx_tile(3, K, a, lda, b, ldb, c, ldc, accumulate); break;
+                    case 2: cnnx_tile(2, K, a, lda, b, ldb, c, ldc, accumulate); break;
+                    default: cnnx_tile(1, K, a, lda, b, ldb, c, ldc, accumulate); break;
+                }
+            }
+        }
+        if (j0 < N)
+            cnnx_tail(M, N - j0, K, A, lda, B + j0, ldb, C + j0, ldc, accumulate);
+    }
+    """
+    void sgemm "cnnx_sgemm"(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A, Py_ssize_t lda,
+                            const float* B, Py_ssize_t ldb, float* C, Py_ssize_t ldc,
+                            int accumulate) noexcept nogil
