@@ -311,11 +311,15 @@ def layers_for_groups(qmodel: ptq.QuantizedModel) -> list[list[int]]:
 
 
 def layer_macs(layer: ptq.QLayer, in_shape: tuple, out_shape: tuple) -> int:
-    """Useful multiply-accumulates of one image through a conv/linear layer (0 for pools and flatten)."""
+    """Useful multiply-accumulates of one image through a conv/linear layer (0 for pools and flatten), as
+    `cnnx.cycles` counts them."""
+    from . import cycles
+
     if layer.kind == "conv":
-        return int(np.prod(out_shape)) * int(np.prod(layer.w.shape[1:]))
+        F, C, KH, KW = layer.w.shape
+        return int(cycles.conv_macs(C, in_shape[1], in_shape[2], F, KH, KW, layer.stride, layer.padding))
     if layer.kind == "linear":
-        return int(layer.w.size)
+        return int(cycles.linear_macs(layer.w.shape[1], layer.w.shape[0]))
     return 0
 
 
@@ -390,14 +394,26 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
         results[0] = _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch,
                                     bar.update, rtl)
     else:
-        errors = []
+        import queue as queue_mod
+
+        errors, reported = [], set()
         while len(results) + len(errors) < len(procs):
-            kind, wid, payload = queue.get()
+            try:
+                kind, wid, payload = queue.get(timeout=2.0)
+            except queue_mod.Empty:
+                # a worker that died without a word (killed, crashed in C) must not leave us waiting for ever
+                for wid, p in enumerate(procs):
+                    if p.exitcode not in (None, 0) and wid not in reported and wid not in results:
+                        reported.add(wid)
+                        errors.append(f"worker {wid} exited with code {p.exitcode} and no report")
+                continue
             if kind == "progress":
                 bar.update(payload)
             elif kind == "done":
+                reported.add(wid)
                 results[wid] = payload
-            else:
+            elif wid not in reported:
+                reported.add(wid)
                 errors.append(payload)
         for p in procs:
             p.join()
