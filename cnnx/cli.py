@@ -193,6 +193,9 @@ def cmd_train(args) -> int:
                 flush=True,
             )
         return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop (the final evaluation)
+        print(f"cnnx train: interrupted; the last epoch's checkpoint is in {run_dir}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (ValueError, checkpoint.CheckpointError) as e:
         return out.error("train", str(e))
 

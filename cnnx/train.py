@@ -373,7 +373,10 @@ def fit(
         sums = {**sums, **pos.get("sums", {})}
         history = list(info["meta"].get("metrics", []))
         train_seconds_before = float(info["meta"].get("train_seconds", 0.0))
-        log(f"resuming {cfg.model} from {info['path']} at epoch {start_epoch + 1}, batch {start_batch}")
+        log(
+            f"resuming {cfg.model} from {info['path']} at epoch {start_epoch + 1}, batch {start_batch} "
+            f"(the checkpoint's settings are kept; only --epochs and --threads apply)"
+        )
 
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_dict = asdict(cfg)
@@ -469,8 +472,11 @@ def fit(
                 f"{100 * row['val_accuracy']:.2f}% | {row['images_per_second'] or 0:.0f} img/s"
             )
             sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-            save(epoch + 1, 0, train_seconds)
+            path = save(epoch + 1, 0, train_seconds)
             write_json_atomic(run_dir / METRICS_NAME, {"config": cfg_dict, "epochs": history})
+            # A Ctrl-C during the validation pass is honoured here, with the epoch's checkpoint just saved.
+            if stop.set and epoch + 1 < cfg.epochs:
+                raise TrainingInterrupted(path, epoch + 1, 0)
 
     test = evaluate(model, x_test, y_test)
     wall = time.perf_counter() - wall0
