@@ -36,14 +36,17 @@ module cnnx_pe #(
         end
     endgenerate
 
-    reg signed [ACC_W-1:0] acc_reg;
-    reg signed [ACC_W-1:0] res_reg;
+    reg        [ACC_W-1:0] acc_reg;
+    reg        [ACC_W-1:0] res_reg;
     reg        [ACC_W-1:0] drain_reg;
 
-    // the full-precision product, sign-extended to the accumulator
-    wire signed [2*DATA_W-1:0] prod = a_in * w_in;
-    wire signed [ACC_W-1:0] prod_ext = {{(ACC_W - 2 * DATA_W){prod[2*DATA_W-1]}}, prod};
-    wire signed [ACC_W-1:0] sum = (first_in ? {ACC_W{1'b0}} : acc_reg) + prod_ext;
+    // The product, exact in ACC_W bits: the low ACC_W bits of the product of the two sign-extended operands
+    // are the signed product (it fits, 2*DATA_W <= ACC_W), so an unsigned multiply does; Verilator then
+    // emits a plain C multiply instead of its slower signed-multiply helper (the simulation's hot spot).
+    wire [ACC_W-1:0] a_ext = {{(ACC_W - DATA_W){a_in[DATA_W-1]}}, a_in};
+    wire [ACC_W-1:0] w_ext = {{(ACC_W - DATA_W){w_in[DATA_W-1]}}, w_in};
+    wire [ACC_W-1:0] prod = a_ext * w_ext;
+    wire [ACC_W-1:0] sum = (first_in ? {ACC_W{1'b0}} : acc_reg) + prod;
 
     assign drain_out = drain_reg;
 
