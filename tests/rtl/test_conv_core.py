@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from cnnx import cycles, quant, reference
 
@@ -157,3 +159,21 @@ def test_linear_as_1x1_conv(array, rtl_rng, conv_core):
         np.testing.assert_array_equal(y, reference.linear_int8(x, w, b, rq))
         assert total == 3 * cycles.linear_cycles(n_in, n_out, *array)
         assert core.last_mac_count == cycles.linear_macs(n_in, n_out)
+
+
+@pytest.mark.rtl
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.data(),
+    C=st.integers(1, 5), F=st.integers(1, 11), KH=st.integers(1, 5), KW=st.integers(1, 5),
+    OH=st.integers(1, 6), OW=st.integers(1, 6), stride=st.integers(1, 3), padding=st.integers(0, 2),
+)
+def test_conv_random_layers_on_a_3x5_array(data, C, F, KH, KW, OH, OW, stride, padding, conv_core,
+                                           conv_layer):
+    """Random layers that fit the lecture rule, on a non-square, non-power-of-two array (ROWS != COLS)."""
+    H = (OH - 1) * stride + KH - 2 * padding
+    W = (OW - 1) * stride + KW - 2 * padding
+    assume(H >= 1 and W >= 1)
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    core = conv_core(3, 5, "fast")
+    check_conv(core, np.random.default_rng(seed), (2, C, H, W, F, KH, KW, stride, padding), conv_layer)
