@@ -132,12 +132,13 @@ def lenet_layers():
 def lenet_cycles(args):
     rng = np.random.default_rng(1)
     pool = PoolCore(driver="fast")
-    n = 4
+    n = args.lenet_images
     for spec in args.arrays.split(","):
         rows, cols = (int(v) for v in spec.lower().split("x"))
         core = ConvCore(rows, cols, driver="fast")
         pes = rows * cols
-        print(f"== LeNet-5 per image on a {rows}x{cols} array ({pes} PEs); measured on {n} random images ==")
+        print(f"== LeNet-5 per image on a {rows}x{cols} array ({pes} PEs); measured on {n} random images; "
+              f"wall = fast driver, one call of {n} images, weight loading included ==")
         print(f"{'layer':<20}{'measured':>10}{'model':>10}{'MACs':>10}{'ideal':>8}{'util':>8}"
               f"{'wall ms/img':>13}")
         tot_c = tot_m = tot_conv_c = 0
@@ -177,6 +178,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=200, help="images per fast-driver call and testbench runs")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--lenet-images", type=int, default=32, help="images per LeNet layer call")
     ap.add_argument("--arrays", default="8x8,16x16")
     args = ap.parse_args()
     print(f"method: wall time with time.perf_counter, best of {args.repeats}; builds cached in "

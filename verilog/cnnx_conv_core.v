@@ -28,6 +28,7 @@
 //                      9 OW, 10 MULT, 11 SHIFT, 12 RELU. OH/OW are written by the host, which computes them
 //                      with the "window must fit" rule (cnnx/shapes.py); the core does not divide.
 //   start / busy / done  start is sampled when idle; done stays high from the end of a run to the next start
+//                      (a layer with a zero size finishes at once, without a run)
 //   read port          rd_addr (word index) -> rd_data, 4 output bytes, combinational
 //   cycle_count        cycles of the last (or current) run; mac_count: useful MACs (real pixel x real filter
 //                      pairs, padding taps included) of that run, for utilisation = mac_count /
@@ -184,6 +185,7 @@ module cnnx_conv_core #(
     reg              done_reg;
 
     wire running = (state_reg == ST_RUN);
+    wire empty_layer = (k_len == 32'd0) || (n_pix == 32'd0) || (f_reg == 32'd0);
     wire feeding = running && (t_reg < k_len);
     wire tile_end = running && (t_reg == period - 32'd1);
     wire last_ftile = (f0_reg + COLS32 >= f_reg);
@@ -289,7 +291,12 @@ module cnnx_conv_core #(
             end
             case (state_reg)
                 ST_IDLE: begin
-                    if (start) begin
+                    if (start && empty_layer) begin
+                        // nothing to compute (a register left at zero): finish at once rather than hang
+                        done_reg <= 1'b1;
+                        cycle_reg <= 32'd0;
+                        mac_reg <= 32'd0;
+                    end else if (start) begin
                         state_reg <= ST_RUN;
                         done_reg <= 1'b0;
                         t_reg <= 32'd0; tkw_reg <= 32'd0; tkh_reg <= 32'd0; koff_reg <= {IF_AW{1'b0}};

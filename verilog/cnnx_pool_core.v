@@ -13,7 +13,8 @@
 // Host interface, as cnnx_conv_core's: wr_en/wr_addr/wr_data (32-bit word index, 4 input bytes little-
 // endian; input byte (c, h, w) at c*H*W + h*W + w), cfg_en/cfg_addr/cfg_data (0 C, 1 H, 2 W, 3 KSIZE,
 // 4 STRIDE, 5 OH, 6 OW, 7 MODE (0 max, 1 avg), 8 MULT, 9 SHIFT), start/busy/done, rd_addr -> rd_data (4
-// output bytes; output (c, oh, ow) at c*OH*OW + oh*OW + ow), cycle_count. Writes are ignored while busy.
+// output bytes; output (c, oh, ow) at c*OH*OW + oh*OW + ow), cycle_count. Writes are ignored while busy;
+// a layer with a zero size finishes at once, without a run.
 module cnnx_pool_core #(
     parameter IFMAP_DEPTH = 8192,   // input map buffer, bytes (power of two, 16 ... 65536)
     parameter OFMAP_DEPTH = 2048    // output map buffer, bytes (power of two, 16 ... 65536)
@@ -106,6 +107,7 @@ module cnnx_pool_core #(
     wire last_oh = (oh_i_reg + 32'd1 == oh_reg);
     wire last_ch = (ch_reg + 32'd1 == c_reg);
     wire running = (state_reg == ST_RUN);
+    wire empty_layer = (c_reg == 32'd0) || (k_reg == 32'd0) || (oh_reg == 32'd0) || (ow_reg == 32'd0);
 
     // input address of the current tap, modulo the buffer (the host guarantees C*H*W fits)
     wire [IF_AW-1:0] ih = oh_i_reg[IF_AW-1:0] * stride_reg + kh_i_reg[IF_AW-1:0];
@@ -140,7 +142,11 @@ module cnnx_pool_core #(
             end
             case (state_reg)
                 ST_IDLE: begin
-                    if (start) begin
+                    if (start && empty_layer) begin
+                        // nothing to pool (a register left at zero): finish at once rather than hang
+                        done_reg <= 1'b1;
+                        cycle_reg <= 32'd0;
+                    end else if (start) begin
                         state_reg <= ST_RUN;
                         done_reg <= 1'b0;
                         ch_reg <= 32'd0; oh_i_reg <= 32'd0; ow_i_reg <= 32'd0;

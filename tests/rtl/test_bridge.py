@@ -207,3 +207,22 @@ def test_bad_parameters_fail_at_elaboration(top, bad, message):
     cmd = ["verilator", "--lint-only", "-Wall", f"-I{RTL_DIR}", *bad, str(RTL_DIR / f"{top}.v")]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode != 0 and message in res.stderr, res.stderr
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("which", ["conv", "pool"])
+def test_start_with_zero_registers_finishes_instead_of_hanging(which, conv_core, pool_core):
+    core = conv_core(2, 2, "python") if which == "conv" else pool_core("python")
+    be = core._be
+    core.reset()                                                   # every register is zero now
+    be.set("start", 1)
+    be.tick(1)
+    be.set("start", 0)
+    be.tick(1)
+    assert (be.get("done"), be.get("busy"), be.get("cycle_count")) == (1, 0, 0)
+    x = np.arange(-8, 8, dtype=np.int8).reshape(1, 1, 4, 4)
+    if which == "pool":                                            # and the core still works after it
+        np.testing.assert_array_equal(core.run(x, 2)[0], reference.maxpool2d_int8(x, 2))
+    else:
+        w, b = np.ones((1, 1, 2, 2), np.int8), np.zeros(1, np.int32)
+        np.testing.assert_array_equal(core.run(x, w, b, RQ, 2)[0], reference.conv2d_int8(x, w, b, RQ, 2))
