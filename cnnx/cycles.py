@@ -11,8 +11,9 @@ tiles, each taking PERIOD = max(K, ROWS) cycles, K = C*KH*KW (a column's drain t
 short sums are padded with idle steps). Tiles are issued back to back, each one's drain overlapping the next
 one's compute, so only the last tile's pipeline is exposed:
     cycles = (T - 1) * PERIOD + K + 2*ROWS + COLS + 1
-where the tail is: 1 buffer-read stage, ROWS - 1 + COLS - 1 skew/hop stages to the bottom-right PE, 1 to load
-the drain chain, ROWS drain/requantise/write steps, 1 for the done flag and 1 for the PE itself.
+where K covers the steps of the last tile up to its last operands leaving the buffer-read register, and the
+tail 2*ROWS + COLS + 1 is: ROWS - 1 + COLS - 1 skew/hop stages to the bottom-right PE, 1 for its MAC, 1 to
+load the drain chain, ROWS drain/requantise/write steps (one row per cycle), 1 for the done flag.
 
 Pool core: one input byte per cycle through a two-stage pipeline:
     cycles = C * OH * OW * KSIZE * KSIZE + 1
