@@ -252,8 +252,8 @@ class CosimResult:
         return d
 
     def table(self) -> str:
-        def fmt(v, spec):
-            return "-" if v is None else format(v, spec)
+        def fmt(v, spec):  # a missing figure is a right-aligned "-" of the column's width
+            return format(v, spec) if v is not None else "-".rjust(int(spec.split(".")[0].rstrip("dfe") or 1))
 
         lines = [
             f"cosim: {self.n_images} images, RTL {self.array[0]}x{self.array[1]} ({self.driver} driver, "

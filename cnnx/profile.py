@@ -149,8 +149,8 @@ def _totals(rows_out) -> dict:
 
 
 def format_table(prof: dict) -> str:
-    def f(v, spec):
-        return "-" if v is None else format(v, spec)
+    def f(v, spec):  # a missing figure is a right-aligned "-" of the column's width
+        return format(v, spec) if v is not None else "-".rjust(int(spec.split(".")[0].rstrip("dfe") or 1))
 
     lines = [
         f"profile: array {prof['array']} at {prof['clock_mhz']} MHz; CPU times are best of {prof['repeats']} "
