@@ -18,6 +18,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+# As `cnnx train` does (see cnnx/cli.py), before any OpenMP runtime loads; PyTorch's bundled libgomp reads
+# the same variable, so both sides run under the same policy.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import cnnx  # noqa: E402
 from cnnx import data, models, nn, optim  # noqa: E402
@@ -89,7 +92,8 @@ def main(argv=None) -> int:
     x, y = data.to_float(images[:n]), labels[:n].astype(np.int64)
     print(
         f"LeNet-5 training, {n} images, batch {args.batch_size}, {args.threads} threads, SGD momentum 0.9; "
-        f"warm-up {args.warmup} batches, best of {args.runs} run(s); cnnx OpenMP: {cnnx.openmp_enabled()}"
+        f"warm-up {args.warmup} batches, best of {args.runs} run(s); cnnx OpenMP: {cnnx.openmp_enabled()}, "
+        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
     )
 
     ours = max(bench_cnnx(x, y, args.batch_size, args.threads, args.warmup) for _ in range(args.runs))

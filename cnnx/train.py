@@ -40,7 +40,7 @@ class TrainConfig:
     """Everything that decides a training run. The defaults reach >= 99 % MNIST test accuracy with lenet5."""
 
     model: str = "lenet5"
-    epochs: int = 4
+    epochs: int = 5
     batch_size: int = 64
     lr: float = 0.05
     optimizer: str = "sgd"
@@ -203,6 +203,7 @@ def write_plots(run_dir: Path, history: list[dict], model, confusion) -> list[st
 
     matplotlib.use("Agg")  # files only; never needs a display
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     written = []
     if history:
@@ -214,6 +215,8 @@ def write_plots(run_dir: Path, history: list[dict], model, confusion) -> list[st
         a2.plot(ep, [100 * h["train_accuracy"] for h in history], "o-", label="train")
         a2.plot(ep, [100 * h["val_accuracy"] for h in history], "s-", label="validation")
         a2.set_xlabel("epoch"), a2.set_ylabel("accuracy (%)"), a2.set_title("accuracy"), a2.legend()
+        for ax in (a1, a2):
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         fig.tight_layout()
         fig.savefig(run_dir / "curves.png", dpi=100)
         plt.close(fig)
