@@ -154,8 +154,8 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     layers = make_layers(args.batch, rng)
     print(f"cnnx {cnnx.__version__} bench_layers: LeNet-5 shapes, batch {args.batch}, float32")
-    print(f"method: median of {args.reps} timed reps after {args.warmup} warm-up calls (golden model: median "
-          f"of {args.golden_reps} reps, 1 warm-up); 'fwd+bwd' = forward + backward (conv backward includes dx);")
+    print(f"method: median of {args.reps} timed reps after {args.warmup} warm-up calls (golden model: "
+          f"median of {args.golden_reps} reps, 1 warm-up); f+b = forward + backward (conv bwd includes dx);")
     print(f"        threads {args.threads} via cnnx.set_num_threads"
           + (" and torch.set_num_threads" if torch is not None else "") + "; ratios are from this run.")
     print(f"machine: {platform.processor() or platform.machine()}, {cnnx.get_num_threads()} default threads, "

@@ -146,10 +146,10 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, floor_mode=False, need_dx=Tru
     dx = np.zeros(x.shape, np.float32)
     dw = np.empty((F, K), np.float32)
     db = np.empty(F, np.float32)
-    colt = np.empty((N, P, K), np.float32)
+    cols = np.empty((N, K, P), np.float32)
     dcol = np.empty((nt if need_dx else 1, K, P), np.float32)
     wt = np.ascontiguousarray(w.reshape(F, K).T)
-    _conv.conv2d_backward(dy.reshape(N, F, P), x, wt, dx, dw, db, colt, dcol,
+    _conv.conv2d_backward(dy.reshape(N, F, P), x, wt, dx, dw, db, cols, dcol,
                           KH, KW, OH, OW, sh, sw, ph, pw, bool(need_dx), nt)
     return (dx if need_dx else None), dw.reshape(w.shape), db
 
@@ -330,10 +330,10 @@ def linear_backward(dy, x, w, n_threads=None):
     x, w = _linear_setup(x, w)
     dy = _as_f32("output gradient dy", dy, 2)
     _check_shape("output gradient dy", dy, (x.shape[0], w.shape[0]))
-    dx = np.zeros(x.shape, np.float32)
-    dw = np.zeros(w.shape, np.float32)
+    dx = np.empty(x.shape, np.float32)
+    dw = np.empty(w.shape, np.float32)
     db = np.empty(w.shape[0], np.float32)
-    _dense.linear_backward(dy, x, w, dx, dw, db, resolve_n_threads(n_threads))
+    _dense.linear_backward(dy, np.ascontiguousarray(dy.T), x, w, dx, dw, db, resolve_n_threads(n_threads))
     return dx, dw, db
 
 

@@ -10,10 +10,12 @@ cdef extern from *:
     """
     #include <stdlib.h>
     #include <string.h>
+    #ifndef CNNX_CLONES
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
     #define CNNX_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
     #else
     #define CNNX_CLONES
+    #endif
     #endif
     #define CNNX_MR 6
     #define CNNX_NR 16
@@ -110,7 +112,65 @@ cdef extern from *:
         if (j0 < N)
             cnnx_tail(M, N - j0, K, A, lda, B + j0, ldb, C + j0, ldc, accumulate);
     }
+
+    /* Batched "NT" product for weight gradients: C[i, j] (+)= sum_n sum_k A_n[i, k] * B_n[j, k], with
+       A_n = A + n * sa (rows lda apart) and B_n = B + n * sb (rows ldb apart): both operands are read along
+       their rows, so a weight gradient reuses the forward's im2col layout. One tile of mr x nc <= 4 x 4
+       outputs keeps 16 eight-float accumulators over k for the WHOLE batch (summed in the fixed order
+       n = 0, 1, ..., then k), and reduces the eight lanes in a fixed tree at the end. */
+    static inline __attribute__((always_inline)) void cnnx_nt_tile(
+        const int mr, const int nc, Py_ssize_t nbatch, Py_ssize_t K, const float *A, Py_ssize_t lda,
+        Py_ssize_t sa, const float *B, Py_ssize_t ldb, Py_ssize_t sb, float *C, Py_ssize_t ldc,
+        int accumulate)
+    {
+        cnnx_v8 acc[4][4];
+        float tail[4][4];
+        for (int r = 0; r < mr; ++r)
+            for (int q = 0; q < nc; ++q) { acc[r][q] = (cnnx_v8){0}; tail[r][q] = 0.0f; }
+        for (Py_ssize_t n = 0; n < nbatch; ++n) {
+            const float *a = A + n * sa, *b = B + n * sb;
+            Py_ssize_t k = 0;
+            for (; k + 8 <= K; k += 8) {
+                cnnx_v8 av[4], bv[4];
+                for (int r = 0; r < mr; ++r) av[r] = cnnx_ld8(a + r * lda + k);
+                for (int q = 0; q < nc; ++q) bv[q] = cnnx_ld8(b + q * ldb + k);
+                for (int r = 0; r < mr; ++r)
+                    for (int q = 0; q < nc; ++q) acc[r][q] += av[r] * bv[q];
+            }
+            for (; k < K; ++k)
+                for (int r = 0; r < mr; ++r)
+                    for (int q = 0; q < nc; ++q) tail[r][q] += a[r * lda + k] * b[q * ldb + k];
+        }
+        for (int r = 0; r < mr; ++r)
+            for (int q = 0; q < nc; ++q) {
+                const cnnx_v8 v = acc[r][q];
+                float s = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7])) + tail[r][q];
+                C[r * ldc + q] = accumulate ? C[r * ldc + q] + s : s;
+            }
+    }
+
+    #define CNNX_NT_CASE(R, Q) case (R) * 8 + (Q): \
+        cnnx_nt_tile(R, Q, nbatch, K, A, lda, sa, B, ldb, sb, C, ldc, accumulate); break;
+
+    /* One tile (mr, nc <= 4) of the batched NT product above. */
+    CNNX_CLONES
+    static void cnnx_sgemm_nt_tile(int mr, int nc, Py_ssize_t nbatch, Py_ssize_t K, const float *A,
+                                   Py_ssize_t lda, Py_ssize_t sa, const float *B, Py_ssize_t ldb,
+                                   Py_ssize_t sb, float *C, Py_ssize_t ldc, int accumulate)
+    {
+        switch (mr * 8 + nc) {
+            CNNX_NT_CASE(1, 1) CNNX_NT_CASE(1, 2) CNNX_NT_CASE(1, 3) CNNX_NT_CASE(1, 4)
+            CNNX_NT_CASE(2, 1) CNNX_NT_CASE(2, 2) CNNX_NT_CASE(2, 3) CNNX_NT_CASE(2, 4)
+            CNNX_NT_CASE(3, 1) CNNX_NT_CASE(3, 2) CNNX_NT_CASE(3, 3) CNNX_NT_CASE(3, 4)
+            CNNX_NT_CASE(4, 1) CNNX_NT_CASE(4, 2) CNNX_NT_CASE(4, 3) CNNX_NT_CASE(4, 4)
+            default: break;
+        }
+    }
     """
     void sgemm "cnnx_sgemm"(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A, Py_ssize_t lda,
                             const float* B, Py_ssize_t ldb, float* C, Py_ssize_t ldc,
                             int accumulate) noexcept nogil
+    void sgemm_nt_tile "cnnx_sgemm_nt_tile"(int mr, int nc, Py_ssize_t nbatch, Py_ssize_t K, const float* A,
+                                            Py_ssize_t lda, Py_ssize_t sa, const float* B, Py_ssize_t ldb,
+                                            Py_ssize_t sb, float* C, Py_ssize_t ldc,
+                                            int accumulate) noexcept nogil
