@@ -13,50 +13,52 @@ from libc.stdint cimport int8_t, int32_t
 
 cdef void _conv2d_acc(
     const int8_t[:, :, :, ::1] x,   # IN  (N, C, H, W)
-    const int8_t[:, :, :, ::1] w,   # IN  (F, C, KH, KW)
+    const int8_t[:, :, :, ::1] w,   # IN  (F, C, KH, KW), read as (F, K) rows with K = C*KH*KW
     const int32_t[::1] b,           # IN  (F,)
     int32_t[:, :, :, ::1] out,      # OUT (N, F, OH, OW)
+    int8_t[:, ::1] scratch,         # scratch (T, OH*OW*K): one patch matrix per chunk of images
     Py_ssize_t stride, Py_ssize_t pad, int n_threads,
 ) noexcept nogil:
     cdef Py_ssize_t N = out.shape[0], F = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t KH = w.shape[2], KW = w.shape[3]
-    cdef Py_ssize_t nf, n, f, c, i, j, oh, ow, ih, ow_lo, ow_hi, last
-    cdef int32_t wv
-    # every (n, f) output plane is independent: no two threads write the same place
-    for nf in prange(N * F, schedule="static", num_threads=n_threads):
-        n = nf // F
-        f = nf % F
-        for oh in range(OH):
-            for ow in range(OW):
-                out[n, f, oh, ow] = b[f]
-        for c in range(C):
-            for j in range(KW):
-                # the outputs whose input column ow*stride + j - pad lies inside the image, computed once per
-                # kernel column so the innermost loop has no branch (cdivision is on: keep operands >= 0)
-                if pad > j:
-                    ow_lo = (pad - j + stride - 1) // stride
-                else:
-                    ow_lo = 0
-                last = W - 1 + pad - j
-                if last < 0:
-                    ow_hi = 0
-                else:
-                    ow_hi = last // stride + 1
-                    if ow_hi > OW:
-                        ow_hi = OW
-                if ow_lo >= ow_hi:
-                    continue
-                for i in range(KH):
-                    wv = w[f, c, i, j]
-                    if wv == 0:
-                        continue
-                    for oh in range(OH):
-                        ih = oh * stride + i - pad
-                        if ih < 0 or ih >= H:
-                            continue
-                        for ow in range(ow_lo, ow_hi):
-                            out[n, f, oh, ow] += wv * x[n, c, ih, ow * stride + j - pad]
+    cdef Py_ssize_t K = C * KH * KW, P = OH * OW, T = scratch.shape[0]
+    cdef Py_ssize_t t, n, f, c, i, j, p, k, oh, ow, ih, iw
+    cdef int32_t acc
+    cdef int8_t* col
+    cdef int8_t* crow
+    cdef const int8_t* wrow
+    cdef int32_t* orow
+    # Images are independent: the batch is cut into T contiguous chunks, one per thread. For each image the
+    # chunk's patch matrix col (P, K) gets row p = the zero-padded receptive field of output pixel p, in the
+    # weights' (c, i, j) order; then every output is one contiguous int8 dot product of length K, which the
+    # compiler vectorises.
+    for t in prange(T, schedule="static", num_threads=n_threads):
+        col = &scratch[t, 0]
+        for n in range(t * N // T, (t + 1) * N // T):
+            for oh in range(OH):
+                for ow in range(OW):
+                    crow = col + (oh * OW + ow) * K
+                    k = 0
+                    for c in range(C):
+                        for i in range(KH):
+                            ih = oh * stride + i - pad
+                            for j in range(KW):
+                                iw = ow * stride + j - pad
+                                if ih < 0 or ih >= H or iw < 0 or iw >= W:
+                                    crow[k] = 0
+                                else:
+                                    crow[k] = x[n, c, ih, iw]
+                                k = k + 1
+            for f in range(F):
+                wrow = &w[f, 0, 0, 0]
+                orow = &out[n, f, 0, 0]
+                for p in range(P):
+                    crow = col + p * K
+                    acc = 0
+                    for k in range(K):
+                        acc = acc + wrow[k] * crow[k]
+                    orow[p] = acc + b[f]
 
 
 cdef void _linear_acc(
@@ -69,14 +71,18 @@ cdef void _linear_acc(
     cdef Py_ssize_t N = out.shape[0], F = out.shape[1], K = x.shape[1]
     cdef Py_ssize_t nf, n, f, k
     cdef int32_t acc
-    # one dot product per (n, out) element: independent, and both rows are contiguous
+    cdef const int8_t* xrow
+    cdef const int8_t* wrow
+    # one dot product per (n, out) element: independent, and both rows are contiguous (a vectorised sum)
     for nf in prange(N * F, schedule="static", num_threads=n_threads):
         n = nf // F
         f = nf % F
-        acc = b[f]
+        xrow = &x[n, 0]
+        wrow = &w[f, 0]
+        acc = 0
         for k in range(K):
-            acc = acc + x[n, k] * w[f, k]
-        out[n, f] = acc
+            acc = acc + xrow[k] * wrow[k]
+        out[n, f] = acc + b[f]
 
 
 cdef void _maxpool2d(
@@ -125,9 +131,10 @@ cdef void _sumpool2d(
 # ---- Python-visible entry points: the caller (cnnx/int8.py) has validated shapes and allocated `out` ----
 
 def conv2d_acc(const int8_t[:, :, :, ::1] x, const int8_t[:, :, :, ::1] w, const int32_t[::1] b,
-               int32_t[:, :, :, ::1] out, Py_ssize_t stride, Py_ssize_t pad, int n_threads):
+               int32_t[:, :, :, ::1] out, int8_t[:, ::1] scratch, Py_ssize_t stride, Py_ssize_t pad,
+               int n_threads):
     with nogil:
-        _conv2d_acc(x, w, b, out, stride, pad, n_threads)
+        _conv2d_acc(x, w, b, out, scratch, stride, pad, n_threads)
 
 
 def linear_acc(const int8_t[:, ::1] x, const int8_t[:, ::1] w, const int32_t[::1] b,
