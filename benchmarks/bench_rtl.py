@@ -139,7 +139,7 @@ def lenet_cycles(args):
         pes = rows * cols
         print(f"== LeNet-5 per image on a {rows}x{cols} array ({pes} PEs); measured on {n} random images; "
               f"wall = fast driver, one call of {n} images, weight loading included ==")
-        print(f"{'layer':<20}{'measured':>10}{'model':>10}{'MACs':>10}{'ideal':>8}{'util':>8}"
+        print(f"{'layer':<26}{'measured':>10}{'model':>10}{'MACs':>10}{'ideal':>8}{'util':>8}"
               f"{'wall ms/img':>13}")
         tot_c = tot_m = tot_conv_c = 0
         for name, kind, s in lenet_layers():
@@ -168,9 +168,27 @@ def lenet_cycles(args):
             assert measured == [model] * n, (name, measured, model)
             tot_c += model
             tot_m += macs
-            print(f"{name:<20}{measured[0]:>10}{model:>10}{macs:>10}{ideal:>8}{util:>8}{wall * 1e3:>13.2f}")
-        print(f"{'total':<20}{tot_c:>10}{tot_c:>10}{tot_m:>10}{'':>8}"
+            print(f"{name:<26}{measured[0]:>10}{model:>10}{macs:>10}{ideal:>8}{util:>8}{wall * 1e3:>13.2f}")
+        print(f"{'total':<26}{tot_c:>10}{tot_c:>10}{tot_m:>10}{'':>8}"
               f"{tot_m / (tot_conv_c * pes):>8.1%}  (conv/fc utilisation)")
+        # the dense layers again with the batch on the array rows (run_linear(batch_as_pixels=True))
+        fc_one = 0
+        fc_batched = 0.0
+        for name, _kind, s in lenet_layers()[4:]:
+            n_in, n_out = s["C"], s["F"]
+            group = min(n, core.params["IFMAP_DEPTH"] // n_in, core.params["OFMAP_DEPTH"] // n_out)
+            x = rng.integers(-128, 128, (group, n_in), dtype=np.int8)
+            w = rng.integers(-8, 8, (n_out, n_in), dtype=np.int8)
+            core.run_linear(x, w, np.zeros(n_out, np.int32), quant.Requant(16384, 20), batch_as_pixels=True)
+            model = cycles.linear_cycles(n_in, n_out, rows, cols, batch=group)
+            assert core.last_cycles == [model], (core.last_cycles, model)
+            macs = cycles.linear_macs(n_in, n_out) * group
+            fc_one += cycles.linear_cycles(n_in, n_out, rows, cols)
+            fc_batched += model / group
+            print(f"{name + f' x{group} batched':<26}{model / group:>10.1f}{'':>10}{macs // group:>10}"
+                  f"{'':>8}{macs / (model * pes):>8.1%}   (cycles per image; {group} images per run)")
+        print(f"dense layers: {fc_one} cycles per image one image per run, {fc_batched:.0f} batched "
+              f"({fc_one / fc_batched:.1f}x fewer); LeNet total {tot_c} -> {tot_c - fc_one + fc_batched:.0f}")
         print()
 
 

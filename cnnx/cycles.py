@@ -67,9 +67,11 @@ def conv_utilisation(C, H, W, F, KH, KW, stride=1, padding=0, rows=8, cols=8) ->
     return macs / (conv_cycles(C, H, W, F, KH, KW, stride, padding, rows, cols) * rows * cols)
 
 
-def linear_cycles(IN, OUT, rows=8, cols=8) -> int:
-    """A dense layer (N, IN) -> (N, OUT) run as a 1x1 convolution on a 1x1 map with C=IN, F=OUT."""
-    return conv_cycles(IN, 1, 1, OUT, 1, 1, 1, 0, rows, cols)
+def linear_cycles(IN, OUT, rows=8, cols=8, batch=1) -> int:
+    """A dense layer (N, IN) -> (N, OUT) run as a 1x1 convolution with C=IN, F=OUT: by default one image on
+    a 1x1 map; with `batch` = G, one run of G images as the G pixels of a 1 x G map (ConvCore.run_linear's
+    batch_as_pixels), which fills all ROWS array rows instead of one."""
+    return conv_cycles(IN, 1, batch, OUT, 1, 1, 1, 0, rows, cols)
 
 
 def linear_macs(IN, OUT) -> int:

@@ -346,12 +346,32 @@ class ConvCore(_Core):
         self.last_mac_count = int(mac[-1])
         return np.ascontiguousarray(y), int(cyc.sum())
 
-    def run_linear(self, x, w, b, rq: quant.Requant):
-        """A dense layer (N, IN) x (OUT, IN) -> (N, OUT) int8, as a 1x1 convolution on a 1x1 map."""
+    def run_linear(self, x, w, b, rq: quant.Requant, batch_as_pixels: bool = False):
+        """A dense layer (N, IN) x (OUT, IN) -> (N, OUT) int8, as a 1x1 convolution.
+
+        By default each image is one core run on a 1x1 map (C=IN, F=OUT): only one array row has a pixel, so
+        at most COLS of the ROWS*COLS PEs work. With `batch_as_pixels=True`, G images at a time become the G
+        pixels of one 1 x G map (as many as the buffers hold), so every row works and each weight is read
+        once per G images; `last_cycles` then lists the cycles of each run of G images
+        (`cnnx.cycles.linear_cycles(IN, OUT, rows, cols, batch=G)`)."""
         x = _check_array("x", x, np.int8, 2)
         w = _check_array("w", w, np.int8, 2)
-        y, total = self.run(x[:, :, None, None], w[:, :, None, None], b, rq)
-        return np.ascontiguousarray(y[:, :, 0, 0]), total
+        if not batch_as_pixels:
+            y, total = self.run(x[:, :, None, None], w[:, :, None, None], b, rq)
+            return np.ascontiguousarray(y[:, :, 0, 0]), total
+        N, IN = x.shape
+        OUT = w.shape[0]
+        if w.shape[1] != IN:
+            raise ValueError(f"weight expects {w.shape[1]} inputs, x has {IN}")
+        group = max(1, min(N, self.params["IFMAP_DEPTH"] // IN, self.params["OFMAP_DEPTH"] // max(OUT, 1)))
+        ys, runs = [], []
+        for start in range(0, N, group):
+            xs = x[start : start + group]
+            y, total = self.run(np.ascontiguousarray(xs.T)[None, :, None, :], w[:, :, None, None], b, rq)
+            ys.append(y[0, :, 0, :].T)
+            runs.append(total)
+        self.last_cycles = runs
+        return np.ascontiguousarray(np.concatenate(ys)), int(sum(runs))
 
 
 class PoolCore(_Core):
