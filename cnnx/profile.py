@@ -215,7 +215,8 @@ def write_charts(prof: dict, out_dir) -> list[str]:
     for li in range(len(prof["sweep"][0]["layers"])):
         util = [s["layers"][li]["mac_utilisation"] or 0 for s in prof["sweep"]]
         if any(util):
-            a2.plot(arrays, util, marker="o", label=prof["sweep"][0]["layers"][li]["name"])
+            first = prof["sweep"][0]["layers"][li]
+            a2.plot(arrays, util, marker="o", label=f"{first['index']} {first['name']}")
     a2.set_ylim(0, 1.05)
     a2.set_ylabel("MAC utilisation")
     a2.set_title("Utilisation vs array size")
