@@ -305,7 +305,8 @@ class _StopFlag:
 
 def prepare_resume(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict]:
     """Read RUN_DIR's checkpoint and check it belongs to `cfg.model`; the saved settings win except epochs
-    and threads. Raises CheckpointError. Writes nothing."""
+    and threads (more epochs than the run was started with stretch the cosine schedule from where it is).
+    Raises CheckpointError. Writes nothing."""
     info = checkpoint.read(run_dir)
     meta = info["meta"]
     saved = meta.get("config")
@@ -318,6 +319,12 @@ def prepare_resume(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict]:
     expect = models.build_model(cfg.model, seed=saved.get("seed", 0), dropout=saved.get("dropout", 0.0))
     if info["model_config"] != json.loads(json.dumps(expect.config())):
         raise checkpoint.CheckpointError(f"{info['path']}: its architecture differs from model {cfg.model!r}")
+    done = int(meta["position"].get("epoch", 0))
+    if cfg.epochs < done:
+        raise checkpoint.CheckpointError(
+            f"{info['path']} has already trained {done} epochs; --epochs must be >= {done} to resume, "
+            f"got {cfg.epochs}"
+        )
     new = TrainConfig.from_dict({**saved, "epochs": cfg.epochs, "threads": cfg.threads})
     return new.validate(), info
 

@@ -225,6 +225,10 @@ def test_cli_resume_continues_and_refuses_other_models(tmp_path, capsys):
     assert json.loads(out)["epochs"] == 2
     assert len(json.loads((run / "metrics.json").read_text())["epochs"]) == 2
     assert "resuming" in err
+    before = (run / "checkpoint.npz").read_bytes()
+    code, _, err = run_cli(capsys, "train", "--model", "mlp", "--out", run, "--resume", *SMALL)
+    assert code == 2 and "already trained 2 epochs" in err  # --epochs 1 < the 2 already done
+    assert (run / "checkpoint.npz").read_bytes() == before
 
 
 @pytest.mark.parametrize(
