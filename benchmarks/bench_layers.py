@@ -4,20 +4,30 @@ matched), at 1 and 2 threads. Prints the method, the times, ratios measured in t
 for conv/linear. Never asserts a speed.
 
     .venv/bin/python benchmarks/bench_layers.py [--batch 64] [--reps 30] [--threads 1 2] [--no-golden]
+                                                [--clock wall|cpu]
+
+--clock cpu times with the process CPU clock instead of the wall clock: on a shared, busy machine it is the
+steadier measure for 1-thread runs (it sums the threads' CPU time, so it does not show parallel speed-up).
 """
 
 from __future__ import annotations
 
-import argparse
-import platform
-import statistics
-import time
+import os
 
-import numpy as np
+# numpy's OpenBLAS threads spin after each matmul of the golden model and steal the cores the kernels
+# being timed run on; one BLAS thread keeps the comparison about the kernels
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import cnnx
-from cnnx import functional as F
-from cnnx import reference as ref
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+import cnnx  # noqa: E402
+from cnnx import functional as F  # noqa: E402
+from cnnx import reference as ref  # noqa: E402
 
 try:
     import torch
@@ -26,15 +36,18 @@ except ImportError:  # the torch column is optional
     torch = None
 
 
+CLOCK = time.perf_counter
+
+
 def timeit(fn, reps: int, warmup: int) -> float:
-    """Median wall time of fn() in seconds, after `warmup` untimed calls."""
+    """Median time of fn() in seconds (on CLOCK), after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(CLOCK() - t0)
     return statistics.median(times)
 
 
@@ -149,14 +162,17 @@ def main(argv=None):
     ap.add_argument("--golden-reps", type=int, default=2)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--no-golden", action="store_true")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     args = ap.parse_args(argv)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
 
     rng = np.random.default_rng(0)
     layers = make_layers(args.batch, rng)
     print(f"cnnx {cnnx.__version__} bench_layers: LeNet-5 shapes, batch {args.batch}, float32")
     print(f"method: median of {args.reps} timed reps after {args.warmup} warm-up calls (golden model: "
           f"median of {args.golden_reps} reps, 1 warm-up); f+b = forward + backward (conv bwd includes dx);")
-    print(f"        threads {args.threads} via cnnx.set_num_threads"
+    print(f"        {args.clock} clock; threads {args.threads} via cnnx.set_num_threads"
           + (" and torch.set_num_threads" if torch is not None else "") + "; ratios are from this run.")
     print(f"machine: {platform.processor() or platform.machine()}, {cnnx.get_num_threads()} default threads, "
           f"OpenMP {'on' if cnnx.openmp_enabled() else 'OFF'}; torch "

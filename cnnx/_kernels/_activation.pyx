@@ -3,6 +3,8 @@
 # element is independent, so the loops are split statically over the threads. IN read-only, OUT write-only.
 # Backward conventions: ReLU'(0) = 0 and LeakyReLU'(0) = negative_slope (as PyTorch); sigmoid and tanh
 # backward take the forward OUTPUT y; the ReLU family and ELU take the forward INPUT x.
+# Each loop loads its operands into locals before choosing: a load inside only one branch of a conditional
+# keeps gcc from turning it into a branch-free select, and random signs then mispredict half the branches.
 
 from cython.parallel cimport prange
 from libc.math cimport expf, tanhf
@@ -16,32 +18,47 @@ def relu_forward(const float[::1] x, float[::1] y, int n_threads):     # IN x, O
 
 def relu_backward(const float[::1] dy, const float[::1] x, float[::1] dx, int n_threads):  # IN dy, x; OUT dx
     cdef Py_ssize_t i
+    cdef float d
     for i in prange(x.shape[0], schedule="static", num_threads=n_threads, nogil=True):
-        dx[i] = dy[i] if x[i] > 0 else 0
+        d = dy[i]
+        dx[i] = d if x[i] > 0 else 0
 
 
 def leaky_relu_forward(const float[::1] x, float[::1] y, float slope, int n_threads):
     cdef Py_ssize_t i
+    cdef float v, e
     for i in prange(x.shape[0], schedule="static", num_threads=n_threads, nogil=True):
-        y[i] = x[i] if x[i] > 0 else slope * x[i]
+        v = x[i]
+        e = slope * v
+        y[i] = v if v > 0 else e
 
 
 def leaky_relu_backward(const float[::1] dy, const float[::1] x, float[::1] dx, float slope, int n_threads):
     cdef Py_ssize_t i
+    cdef float d, e
     for i in prange(x.shape[0], schedule="static", num_threads=n_threads, nogil=True):
-        dx[i] = dy[i] if x[i] > 0 else slope * dy[i]
+        d = dy[i]
+        e = slope * d
+        dx[i] = d if x[i] > 0 else e
 
 
 def elu_forward(const float[::1] x, float[::1] y, float alpha, int n_threads):
     cdef Py_ssize_t i
+    cdef float v, e
     for i in prange(x.shape[0], schedule="static", num_threads=n_threads, nogil=True):
-        y[i] = x[i] if x[i] > 0 else alpha * (expf(x[i]) - 1)
+        v = x[i]
+        e = alpha * (expf(v if v < 0 else 0) - 1)
+        y[i] = v if v > 0 else e
 
 
 def elu_backward(const float[::1] dy, const float[::1] x, float[::1] dx, float alpha, int n_threads):
     cdef Py_ssize_t i
+    cdef float d, v, e
     for i in prange(x.shape[0], schedule="static", num_threads=n_threads, nogil=True):
-        dx[i] = dy[i] if x[i] > 0 else dy[i] * alpha * expf(x[i])
+        d = dy[i]
+        v = x[i]
+        e = d * alpha * expf(v if v < 0 else 0)
+        dx[i] = d if v > 0 else e
 
 
 def sigmoid_forward(const float[::1] x, float[::1] y, int n_threads):
