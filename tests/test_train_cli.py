@@ -162,6 +162,25 @@ def test_same_seed_same_weights_and_resume_matches_uninterrupted(tmp_path):
     assert any("resuming" in line for line in log)
 
 
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(model="lenet5-classic", schedule="step"),
+        dict(model="mlp", optimizer="adam", lr=1e-3, dropout=0.3, decoupled=True, weight_decay=0.01),
+    ],
+    ids=["classic-step", "mlp-adamw-dropout"],
+)
+def test_other_models_and_optimisers_learn(tmp_path, kw):
+    res = fit(small_cfg(**kw), tmp_path, progress=False, log=lambda s: None)
+    assert res["test_accuracy"] > 0.3  # chance is 0.1
+    model, info = checkpoint.load(tmp_path)
+    assert info["meta"]["config"]["model"] == kw["model"]
+    if kw.get("dropout"):
+        assert any(type(layer).__name__ == "Dropout" for layer in model)
+        x = np.random.default_rng(0).normal(size=(2, 1, 28, 28)).astype(np.float32)
+        np.testing.assert_array_equal(model.forward(x), model.forward(x))  # eval: dropout is the identity
+
+
 def test_augment_is_seeded_vectorised_and_identity_at_zero():
     x = np.zeros((4, 28, 28), np.uint8)
     x[:, 10:18, 12:16] = 200
@@ -250,6 +269,16 @@ def test_cli_train_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args, 
     assert not run.exists()
     code, out, _ = run_cli(capsys, "train", "--out", run, *SMALL, *args, "--json")
     assert code == 2 and needle in json.loads(out)["error"]
+
+
+def test_cli_resume_from_a_corrupt_checkpoint_exits_2_untouched(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.npz").write_bytes(b"PK\x03\x04 truncated")
+    code, _, err = run_cli(capsys, "train", "--out", run, "--resume", *SMALL)
+    assert code == 2 and "truncated or corrupt" in err
+    assert (run / "checkpoint.npz").read_bytes() == b"PK\x03\x04 truncated"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.npz"]
 
 
 def test_cli_eval_corrupt_checkpoints(tmp_path, capsys):
