@@ -377,18 +377,34 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
             p.start()
             procs.append(p)
 
-    # 2. meanwhile, in this process: float paths and the int8 golden subset
-    x_float = qmodel_float_input(images)
-    if hasattr(model, "eval"):
-        model.eval()
-    float_cy = []
-    for a in range(0, n, 1000):
-        float_cy.append(float_traces(model, x_float[a : a + 1000], golden=False)[-1])
-    float_cy_logits = np.concatenate(float_cy)
-    fl_cy = float_traces(model, x_float[:n_golden], golden=False) if n_golden else []
-    fl_np = float_traces(model, x_float[:n_golden], golden=True) if n_golden else []
-    np_trace = qmodel.forward_trace(x_int8[:n_golden], "numpy")[0] if n_golden else []
-    cy_trace_g = qmodel.forward_trace(x_int8[:n_golden], "cython")[0] if n_golden else []
+    # 2. meanwhile, in a thread of this process (so the progress bar keeps moving): the float paths and the
+    # golden subset. The heavy parts are Cython/NumPy calls that release the GIL.
+    cpu: dict = {}
+
+    def cpu_paths():
+        try:
+            x_float = qmodel_float_input(images)
+            if hasattr(model, "eval"):
+                model.eval()
+            chunks_fl = [float_traces(model, x_float[a : a + 1000], golden=False)[-1]
+                         for a in range(0, n, 1000)]
+            cpu["float_cy_logits"] = np.concatenate(chunks_fl)
+            g = n_golden
+            cpu["fl_cy"] = float_traces(model, x_float[:g], golden=False) if g else []
+            cpu["fl_np"] = float_traces(model, x_float[:g], golden=True) if g else []
+            cpu["np_trace"] = qmodel.forward_trace(x_int8[:g], "numpy")[0] if g else []
+            cpu["cy_trace_g"] = qmodel.forward_trace(x_int8[:g], "cython")[0] if g else []
+        except BaseException as e:  # re-raised in the caller's thread below
+            cpu["error"] = e
+
+    thread = None
+    if workers == 1:
+        cpu_paths()
+    else:
+        import threading
+
+        thread = threading.Thread(target=cpu_paths, name="cnnx-cosim-cpu", daemon=True)
+        thread.start()
 
     if workers == 1:
         results[0] = _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch,
@@ -422,6 +438,12 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
             raise RuntimeError("a co-simulation worker failed:\n" + "\n".join(errors))
     bar.close()
     rtl_time = time.perf_counter() - t_rtl
+    if thread is not None:
+        thread.join()
+    if "error" in cpu:
+        raise cpu["error"]
+    float_cy_logits, fl_cy, fl_np = cpu["float_cy_logits"], cpu["fl_cy"], cpu["fl_np"]
+    np_trace, cy_trace_g = cpu["np_trace"], cpu["cy_trace_g"]
 
     identical = np.concatenate([results[w]["identical"] for w in sorted(results)])
     cyc = np.concatenate([results[w]["cycles"] for w in sorted(results)])
