@@ -35,8 +35,8 @@ def test_cpu_paths_agree(tiny):
     for r in res.layers:
         assert r.int8_cy_vs_np_identical == 16
         assert r.rtl_identical is None
-        # float32 Cython vs float64 golden: rtol 1e-5 scale, on activations of order 1-10
-        assert r.float_max_abs_diff is not None and r.float_max_abs_diff < 1e-3
+        # float32 Cython vs float64 golden, rtol 1e-5 of activations that stay below ~20 here
+        assert r.float_max_abs_diff is not None and r.float_max_abs_diff < 2e-4
     assert res.agreement["float-cython vs float-numpy"] == 1.0
     assert res.agreement["int8-cython vs int8-numpy"] == 1.0
     assert res.accuracy["float-cython"] > 0.5  # the tiny model learned something
