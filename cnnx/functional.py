@@ -146,11 +146,15 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, floor_mode=False, need_dx=Tru
     dx = np.zeros(x.shape, np.float32)
     dw = np.empty((F, K), np.float32)
     db = np.empty(F, np.float32)
-    cols = np.empty((N, K, P), np.float32)
-    dcol = np.empty((nt if need_dx else 1, K, P), np.float32)
+    chunk = _conv.BACKWARD_CHUNK
+    n_chunks = -(-N // chunk)
+    workers = min(nt, n_chunks)  # threads that can get a chunk; each needs its own scratch
+    cols = np.empty((workers, min(chunk, N), K, P), np.float32)
+    part = np.empty((n_chunks, F, K), np.float32)
+    dcol = np.empty((workers if need_dx else 1, K, P), np.float32)
     wt = np.ascontiguousarray(w.reshape(F, K).T)
-    _conv.conv2d_backward(dy.reshape(N, F, P), x, wt, dx, dw, db, cols, dcol,
-                          KH, KW, OH, OW, sh, sw, ph, pw, bool(need_dx), nt)
+    _conv.conv2d_backward(dy.reshape(N, F, P), x, wt, dx, dw, db, cols, part, dcol,
+                          KH, KW, OH, OW, sh, sw, ph, pw, bool(need_dx), workers)
     return (dx if need_dx else None), dw.reshape(w.shape), db
 
 

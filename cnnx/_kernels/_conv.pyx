@@ -6,10 +6,11 @@
 # Method (im2col + one register-blocked sgemm, `_gemm.pxd`), per image n:
 #   forward  out_n (F, P) = b + w (F, K) @ col_n (K, P), col_n the receptive fields unrolled (zeros where a
 #            window hangs over the padding), in a per-thread buffer; parallel over images.
-#   dw       dw[f, k] = sum_n sum_p dy_n[f, p] col_n[k, p] (`sgemm_nt_tile`, reusing the forward's col
-#            layout): parallel over 4x4 tiles of dw (output channels x K), each summing the images in order.
+#   backward parallel over fixed chunks of 8 images, one thread per chunk, with the chunk's col in cache:
+#   dw       part_chunk[f, k] = sum_{n in chunk} sum_p dy_n[f, p] col_n[k, p] (`sgemm_nt_tile`, 4x4 register
+#            tiles), then dw = the chunks' parts summed in chunk order (parallel over the entries of dw).
+#   dx       dcol_n (K, P) = wT (K, F) @ dy_n (F, P), then col2im scatters it into dx_n (images of the chunk).
 #   db       parallel over output channels, the batch summed in order (in double).
-#   dx       dcol_n (K, P) = wT (K, F) @ dy_n (F, P), then col2im scatters it into dx_n; parallel over images.
 # No two threads ever write one location, and every sum runs in a fixed order, so results do not depend on
 # the thread count.
 
@@ -59,9 +60,11 @@ def conv2d_forward(
         _conv2d_forward(x, w, b, out, col, KH, KW, OH, OW, sh, sw, ph, pw, has_bias, n_threads)
 
 
-# dw tiles: up to 4 output channels x 4 columns of K, the register tile of sgemm_nt_tile
+# dw tiles: up to 4 output channels x 4 columns of K, the register tile of sgemm_nt_tile. CHUNK images form
+# one unit of backward work; it is a constant (never the thread count), so the order of every sum is fixed.
 cdef enum:
     TILE = 4
+    CHUNK = 8
 
 
 cdef void _conv2d_backward(
@@ -71,7 +74,8 @@ cdef void _conv2d_backward(
     float[:, :, :, ::1] dx,         # OUT  (N, C, H, W)  zeroed by the caller; untouched unless need_dx
     float[:, ::1] dw,               # OUT  (F, K)
     float[::1] db,                  # OUT  (F,)
-    float[:, :, ::1] cols,          # WORK (N, K, P) im2col of every image
+    float[:, :, :, ::1] cols,       # WORK (n_threads, CHUNK, K, P) im2col of one chunk per thread
+    float[:, :, ::1] part,          # WORK (n_chunks, F, K) each chunk's share of dw
     float[:, :, ::1] dcol,          # WORK (n_threads, K, P)
     Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
@@ -79,31 +83,44 @@ cdef void _conv2d_backward(
 ) noexcept nogil:
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t F = wt.shape[1], K = wt.shape[0], P = OH * OW
-    cdef Py_ssize_t n, m, f, t, f0, k0
+    cdef Py_ssize_t n_ch = part.shape[0]
+    cdef Py_ssize_t ch, n0, nb, q, m, f, t, f0, k0, e, tid
     cdef Py_ssize_t n_kt = (K + TILE - 1) // TILE, n_ft = (F + TILE - 1) // TILE
-    cdef double accb
+    cdef double acc
+    cdef float* cb
     cdef float* dc
     with parallel(num_threads=n_threads):
-        for n in prange(N, schedule="static"):
-            im2col(&x[n, 0, 0, 0], C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, &cols[n, 0, 0])
-        # weight grads: one thread per dw tile (output channels x K), the batch summed in order inside it
-        for t in prange(n_ft * n_kt, schedule="static"):
-            f0 = (t // n_kt) * TILE
-            k0 = (t % n_kt) * TILE
-            sgemm_nt_tile(min(TILE, F - f0), min(TILE, K - k0), N, P, &dy[0, f0, 0], P, F * P,
-                          &cols[0, k0, 0], P, K * P, &dw[f0, k0], K, 0)
+        # one thread per chunk of images: unroll the chunk into this thread's col buffer (it stays in
+        # cache), take the chunk's share of dw from it, and the chunk's dx
+        for ch in prange(n_ch, schedule="static"):
+            tid = threadid()
+            n0 = ch * CHUNK
+            nb = min(<Py_ssize_t>CHUNK, N - n0)
+            cb = &cols[tid, 0, 0, 0]
+            for q in range(nb):
+                im2col(&x[n0 + q, 0, 0, 0], C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, cb + q * K * P)
+            for t in range(n_ft * n_kt):
+                f0 = (t // n_kt) * TILE
+                k0 = (t % n_kt) * TILE
+                sgemm_nt_tile(min(TILE, F - f0), min(TILE, K - k0), nb, P, &dy[n0, f0, 0], P, F * P,
+                              cb + k0 * P, P, K * P, &part[ch, f0, k0], K, 0)
+            if need_dx:
+                dc = &dcol[tid, 0, 0]
+                for q in range(nb):
+                    sgemm(K, P, F, &wt[0, 0], F, &dy[n0 + q, 0, 0], P, dc, P, 0)
+                    col2im(dc, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, &dx[n0 + q, 0, 0, 0])
+        # dw: the chunks' shares summed in chunk order (in double), parallel over the entries of dw
+        for e in prange(F * K, schedule="static"):
+            acc = 0
+            for m in range(n_ch):
+                acc = acc + part[m, e // K, e % K]
+            dw[e // K, e % K] = <float>acc
         # bias grads: one thread per output channel, the batch summed in order (in double)
         for f in prange(F, schedule="static"):
-            accb = 0
+            acc = 0
             for m in range(N):
-                accb = accb + fsum(&dy[m, f, 0], P)
-            db[f] = <float>accb
-        if need_dx:
-            # input grads: one thread per image, through its own dcol buffer
-            for n in prange(N, schedule="static"):
-                dc = &dcol[threadid(), 0, 0]
-                sgemm(K, P, F, &wt[0, 0], F, &dy[n, 0, 0], P, dc, P, 0)
-                col2im(dc, C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, &dx[n, 0, 0, 0])
+                acc = acc + fsum(&dy[m, f, 0], P)
+            db[f] = <float>acc
 
 
 def conv2d_backward(
@@ -113,12 +130,17 @@ def conv2d_backward(
     float[:, :, :, ::1] dx,         # OUT  (N, C, H, W) zeroed
     float[:, ::1] dw,               # OUT  (F, K)
     float[::1] db,                  # OUT  (F,)
-    float[:, :, ::1] cols,          # WORK (N, K, P)
+    float[:, :, :, ::1] cols,       # WORK (n_threads, CHUNK, K, P)
+    float[:, :, ::1] part,          # WORK (ceil(N / CHUNK), F, K)
     float[:, :, ::1] dcol,          # WORK (n_threads, K, P)
     Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
     bint need_dx, int n_threads,
 ):
     with nogil:
-        _conv2d_backward(dy, x, wt, dx, dw, db, cols, dcol, KH, KW, OH, OW, sh, sw, ph, pw, need_dx,
+        _conv2d_backward(dy, x, wt, dx, dw, db, cols, part, dcol, KH, KW, OH, OW, sh, sw, ph, pw, need_dx,
                          n_threads)
+
+
+# the chunk size, for the caller's work buffers
+BACKWARD_CHUNK = CHUNK
