@@ -15,13 +15,16 @@ where K covers the steps of the last tile up to its last operands leaving the bu
 tail 2*ROWS + COLS + 1 is: ROWS - 1 + COLS - 1 skew/hop stages to the bottom-right PE, 1 for its MAC, 1 to
 load the drain chain, ROWS drain/requantise/write steps (one row per cycle), 1 for the done flag.
 
-Pool core: one input byte per cycle through a two-stage pipeline:
-    cycles = C * OH * OW * KSIZE * KSIZE + 1
+Pool core, LANES channels side by side (default POOL_LANES), one input byte per lane per cycle through a
+two-stage pipeline:
+    cycles = ceil(C / LANES) * OH * OW * KSIZE * KSIZE + 1
 """
 
 from __future__ import annotations
 
 from .shapes import check_positive_int, out_size
+
+POOL_LANES = 4  # verilog/cnnx_pool_core.v's default LANES, which cnnx.sim.PoolCore builds by default
 
 
 def _dims(C, H, W, F, KH, KW, stride, padding):
@@ -78,11 +81,11 @@ def linear_macs(IN, OUT) -> int:
     return conv_macs(IN, 1, 1, OUT, 1, 1, 1, 0)
 
 
-def pool_cycles(C, H, W, kernel, stride=None) -> int:
+def pool_cycles(C, H, W, kernel, stride=None, lanes=POOL_LANES) -> int:
     """Cycles the pool core takes for one image (max and average alike; start to done, loading excluded)."""
     stride = kernel if stride is None else stride
-    for name, v in (("C", C), ("H", H), ("W", W), ("kernel", kernel), ("stride", stride)):
+    for name, v in (("C", C), ("H", H), ("W", W), ("kernel", kernel), ("stride", stride), ("lanes", lanes)):
         check_positive_int(name, v)
     OH = out_size(H, kernel, stride, 0, what="pooling window")
     OW = out_size(W, kernel, stride, 0, what="pooling window")
-    return C * OH * OW * kernel * kernel + 1
+    return -(-C // lanes) * OH * OW * kernel * kernel + 1

@@ -36,7 +36,7 @@ TOPS = {
          "BIAS_DEPTH": 256},
         "CNNX_CONV_CORE",
     ),
-    "cnnx_pool_core": ({"IFMAP_DEPTH": 8192, "OFMAP_DEPTH": 2048}, "CNNX_POOL_CORE"),
+    "cnnx_pool_core": ({"LANES": 4, "IFMAP_DEPTH": 8192, "OFMAP_DEPTH": 2048}, "CNNX_POOL_CORE"),
 }
 
 

@@ -377,12 +377,18 @@ class ConvCore(_Core):
 class PoolCore(_Core):
     """The pool core: `run(x, kernel, stride=None, mode="max"|"avg") -> (y, cycles)`, one run per image.
 
-    Buffer sizes are build parameters: ifmap_depth, ofmap_depth (bytes)."""
+    `lanes` channels are pooled side by side (a build parameter, default cnnx.cycles.POOL_LANES); buffer
+    sizes are build parameters too: ifmap_depth, ofmap_depth (bytes)."""
 
     top = "cnnx_pool_core"
 
-    def __init__(self, driver: str = "fast", trace: str | None = None, **buffer_params):
-        params = {}
+    def __init__(self, driver: str = "fast", trace: str | None = None, lanes: int = cycle_model.POOL_LANES,
+                 **buffer_params):
+        lanes = check_positive_int("lanes", lanes)
+        if lanes > 64:
+            raise ValueError(f"the pool core has at most 64 lanes, got {lanes}")
+        self.lanes = lanes
+        params = {"LANES": lanes}
         for key, value in buffer_params.items():
             name = key.upper()
             if name not in ("IFMAP_DEPTH", "OFMAP_DEPTH"):
@@ -405,7 +411,7 @@ class PoolCore(_Core):
         _limit("the input map C*H*W", C * H * W, p["IFMAP_DEPTH"], "ifmap_depth")
         _limit("the output map C*OH*OW", C * OH * OW, p["OFMAP_DEPTH"], "ofmap_depth")
         quant.check_acc_range(kernel * kernel)  # the window sum is an int32 accumulator too
-        expected = cycle_model.pool_cycles(C, H, W, kernel, stride)
+        expected = cycle_model.pool_cycles(C, H, W, kernel, stride, self.lanes)
         if 2 * expected + 1000 > U32_MAX:
             raise ValueError(f"the layer needs {expected} cycles; the 32-bit counter holds "
                              f"{U32_MAX // 2 - 1000}")

@@ -40,12 +40,13 @@ def get_conv(rows: int, cols: int, driver: str):
     return _CORES[key]
 
 
-def get_pool(driver: str):
+def get_pool(driver: str, lanes: int | None = None):
+    """The session's pool core model with this driver (and lanes, default: the core's default)."""
     from cnnx.sim import PoolCore
 
-    key = ("pool", driver)
+    key = ("pool", driver, lanes)
     if key not in _CORES:
-        _CORES[key] = PoolCore(driver=driver)
+        _CORES[key] = PoolCore(driver=driver) if lanes is None else PoolCore(driver=driver, lanes=lanes)
     return _CORES[key]
 
 
@@ -75,7 +76,7 @@ def conv_core():
 
 @pytest.fixture
 def pool_core():
-    """`pool_core(driver)` -> the session's PoolCore."""
+    """`pool_core(driver, lanes=None)` -> the session's PoolCore."""
     return get_pool
 
 

@@ -24,7 +24,7 @@ def check_pool(core, x, kernel, stride, mode):
     y, total = core.run(x, kernel, stride, mode=mode)
     np.testing.assert_array_equal(y, GOLDEN[mode](x, kernel, stride))
     N, C, H, W = x.shape
-    want = cycles.pool_cycles(C, H, W, kernel, stride)
+    want = cycles.pool_cycles(C, H, W, kernel, stride, core.lanes)
     assert core.last_cycles == [want] * N and total == want * N
 
 
@@ -61,3 +61,12 @@ def test_pool_extremes(driver, pool_core):
     # rounding halves: a window of {-1, 0, 0, 0} averages -0.25 -> 0, {-1, -1, 0, 0} -> -0.5 -> 0 (half up)
     x = np.array([[[[-1, 0, -1, -1], [0, 0, 0, 0]]]], np.int8)
     check_pool(core, x, 2, 2, "avg")
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_pool_three_lanes(mode, rtl_rng, pool_core):
+    """A non-power-of-two lane count: channel groups of 3, the last one partial for C = 4 and 7."""
+    core = pool_core("fast", lanes=3)
+    for C, H, k, s in ((4, 6, 2, 2), (7, 9, 3, 3), (3, 7, 3, 2), (1, 4, 2, 2)):
+        check_pool(core, rtl_rng.integers(-128, 128, (2, C, H, H), dtype=np.int8), k, s, mode)
