@@ -9,7 +9,8 @@ parts (60,000), test = the third (10,000), as uint8 (N, 28, 28) with pixel = v *
 Safety: the file's SHA-256 is checked BEFORE it is unpickled, and it is unpickled with an Unpickler that only
 allows the three numpy callables an ndarray needs. The converted arrays are cached as an uncompressed `.npz`
 in `$XDG_CACHE_HOME/cnnx/` (default `~/.cache/cnnx/`), written atomically, and verified on every load; a
-corrupt cache is rebuilt with a warning.
+corrupt cache is rebuilt with a warning. Once cached, the pickle is not read again: the cache's name carries
+the pinned checksum, so it only ever holds data converted from the verified file.
 """
 
 from __future__ import annotations
