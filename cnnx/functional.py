@@ -22,6 +22,7 @@ Conventions, stated once:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -114,6 +115,16 @@ def _conv_setup(x, w, stride, padding, floor_mode):
     return x, w, (sh, sw), (ph, pw), OH, OW
 
 
+@functools.lru_cache(maxsize=64)
+def _tap_offsets(C, KH, KW, Hp, Wp) -> np.ndarray:
+    """Offset of each kernel tap k = (c, i, j) in a (C, Hp, Wp) padded image (read-only; cached because the
+    layers of a network ask for the same few)."""
+    c, i, j = np.meshgrid(np.arange(C), np.arange(KH), np.arange(KW), indexing="ij")
+    boff = np.ascontiguousarray((c * Hp * Wp + i * Wp + j).reshape(-1), dtype=np.intp)
+    boff.flags.writeable = False
+    return boff
+
+
 def conv2d(x, w, b=None, stride=1, padding=0, floor_mode=False, n_threads=None) -> np.ndarray:
     """2-D convolution (cross-correlation, as torch.nn.functional.conv2d): x (N, C, H, W), w (F, C, KH, KW),
     b (F,) or None -> (N, F, OH, OW) float32, zero padding."""
@@ -126,10 +137,21 @@ def conv2d(x, w, b=None, stride=1, padding=0, floor_mode=False, n_threads=None) 
     else:
         b32, has_bias = _as_f32("bias b", b, 1), True
         _check_shape("bias b", b32, (F,))
-    K, P = w.shape[1] * KH * KW, OH * OW
+    C, K, P = w.shape[1], w.shape[1] * KH * KW, OH * OW
     out = np.empty((N, F, P), np.float32)
-    col = np.empty((nt, K, P), np.float32)
-    _conv.conv2d_forward(x, w.reshape(F, K), b32, out, col, KH, KW, OH, OW, sh, sw, ph, pw, has_bias, nt)
+    workers = min(nt, N)
+    if sh == sw == 1:
+        # implicit GEMM over the zero-padded image: no im2col (see _conv.conv2d_forward_s1)
+        Hp, Wp = x.shape[2] + 2 * ph, x.shape[3] + 2 * pw
+        boff = _tap_offsets(C, KH, KW, Hp, Wp)
+        xp = np.empty((workers, C * Hp * Wp + KW + 16), np.float32)
+        outp = np.empty((workers, F, OH * Wp), np.float32)
+        _conv.conv2d_forward_s1(x, w.reshape(F, K), b32, boff, out, xp, outp, OH, OW, ph, pw, has_bias,
+                                workers)
+    else:
+        col = np.empty((workers, K, P), np.float32)
+        _conv.conv2d_forward(x, w.reshape(F, K), b32, out, col, KH, KW, OH, OW, sh, sw, ph, pw, has_bias,
+                             workers)
     return out.reshape(N, F, OH, OW)
 
 

@@ -5,7 +5,8 @@
 #
 # Method (im2col + one register-blocked sgemm, `_gemm.pxd`), per image n:
 #   forward  out_n (F, P) = b + w (F, K) @ col_n (K, P), col_n the receptive fields unrolled (zeros where a
-#            window hangs over the padding), in a per-thread buffer; parallel over images.
+#            window hangs over the padding), in a per-thread buffer; parallel over images. Stride 1 skips
+#            the im2col (`conv2d_forward_s1`, implicit GEMM over the padded image).
 #   backward parallel over fixed chunks of 8 images, one thread per chunk, with the chunk's col in cache:
 #   dw       part_chunk[f, k] = sum_{n in chunk} sum_p dy_n[f, p] col_n[k, p] (`sgemm_nt_tile`, 4x4 register
 #            tiles), then dw = the chunks' parts summed in chunk order (parallel over the entries of dw).
@@ -16,7 +17,7 @@
 
 from cython.parallel cimport parallel, prange, threadid
 
-from ._gemm cimport sgemm, sgemm_nt_tile
+from ._gemm cimport sgemm, sgemm_nt_tile, sgemm_rows
 from ._im2col cimport col2im, im2col
 from ._vec cimport fsum
 
@@ -58,6 +59,44 @@ def conv2d_forward(
 ):
     with nogil:
         _conv2d_forward(x, w, b, out, col, KH, KW, OH, OW, sh, sw, ph, pw, has_bias, n_threads)
+
+
+def conv2d_forward_s1(
+    const float[:, :, :, ::1] x,    # IN   (N, C, H, W)
+    const float[:, ::1] w,          # IN   (F, K)
+    const float[::1] b,             # IN   (F,)    ignored unless has_bias
+    const Py_ssize_t[::1] boff,     # IN   (K,)    offset c*Hp*Wp + i*Wp + j of tap k = (c, i, j)
+    float[:, :, ::1] out,           # OUT  (N, F, P)
+    float[:, ::1] xp,               # WORK (n_threads, C*Hp*Wp + KW + 16) the zero-padded image (+ slack)
+    float[:, :, ::1] outp,          # WORK (n_threads, F, OH*Wp) the output over the padded width
+    Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t ph, Py_ssize_t pw,
+    bint has_bias, int n_threads,
+):
+    """Stride-1 forward without im2col: the output is computed over the padded width Wp (Wp - OW junk
+    columns per row, dropped when copying out), where every kernel tap's operand row is a contiguous slice of
+    the padded image. Parallel over images, like `conv2d_forward`."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t F = w.shape[0], K = w.shape[1]
+    cdef Py_ssize_t Hp = H + 2 * ph, Wp = W + 2 * pw, L = xp.shape[1], PW = OH * Wp
+    cdef Py_ssize_t n, c, ih, iw, f, oh, ow, e
+    cdef float* xb
+    cdef float* ob
+    cdef float v
+    for n in prange(N, schedule="static", num_threads=n_threads, nogil=True):
+        xb = &xp[threadid(), 0]
+        ob = &outp[threadid(), 0, 0]
+        for e in range(L):
+            xb[e] = 0
+        for c in range(C):
+            for ih in range(H):
+                for iw in range(W):
+                    xb[c * Hp * Wp + (ih + ph) * Wp + pw + iw] = x[n, c, ih, iw]
+        sgemm_rows(F, PW, K, &w[0, 0], K, xb, &boff[0], ob, PW)
+        for f in range(F):
+            v = b[f] if has_bias else 0
+            for oh in range(OH):
+                for ow in range(OW):
+                    out[n, f, oh * OW + ow] = ob[f * PW + oh * Wp + ow] + v
 
 
 # dw tiles: up to 4 output channels x 4 columns of K, the register tile of sgemm_nt_tile. CHUNK images form

@@ -89,7 +89,7 @@ cdef extern from *:
         free(bp);
     }
 
-    CNNX_CLONES
+    CNNX_CLONES __attribute__((unused))
     static void cnnx_sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t lda,
                            const float *B, Py_ssize_t ldb, float *C, Py_ssize_t ldc, int accumulate)
     {
@@ -111,6 +111,57 @@ cdef extern from *:
         }
         if (j0 < N)
             cnnx_tail(M, N - j0, K, A, lda, B + j0, ldb, C + j0, ldc, accumulate);
+    }
+
+    /* The same register tile with B's rows given by offsets: row k of B is Bbase + boff[k]. With B a padded
+       image and boff[k] the offset of kernel tap k = (c, i, j), this is a stride-1 convolution computed over
+       the padded width without building an im2col matrix ("implicit GEMM"). */
+    static inline __attribute__((always_inline)) void cnnx_tile_rows(
+        const int mr, Py_ssize_t K, const float *A, Py_ssize_t lda, const float *B, const Py_ssize_t *boff,
+        float *C, Py_ssize_t ldc)
+    {
+        cnnx_v8 c0[CNNX_MR], c1[CNNX_MR];
+        for (int r = 0; r < mr; ++r) { c0[r] = (cnnx_v8){0}; c1[r] = (cnnx_v8){0}; }
+        for (Py_ssize_t k = 0; k < K; ++k) {
+            const float *b = B + boff[k];
+            const cnnx_v8 b0 = cnnx_ld8(b), b1 = cnnx_ld8(b + 8);
+            for (int r = 0; r < mr; ++r) {
+                const float a = A[r * lda + k];
+                c0[r] += a * b0;
+                c1[r] += a * b1;
+            }
+        }
+        for (int r = 0; r < mr; ++r) { cnnx_st8(C + r * ldc, c0[r]); cnnx_st8(C + r * ldc + 8, c1[r]); }
+    }
+
+    /* C (M, N) = A (M, K) @ B where row k of B is Bbase + boff[k] (N floats). The last N % 16 columns go
+       through a 16-wide scratch tile; the caller guarantees 16 readable floats past each row's Nth. */
+    CNNX_CLONES __attribute__((unused))
+    static void cnnx_sgemm_rows(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *A, Py_ssize_t lda,
+                                const float *Bbase, const Py_ssize_t *boff, float *C, Py_ssize_t ldc)
+    {
+        float ct[CNNX_MR * CNNX_NR];
+        for (Py_ssize_t j0 = 0; j0 < N; j0 += CNNX_NR) {
+            const Py_ssize_t nr = N - j0 < CNNX_NR ? N - j0 : CNNX_NR;
+            for (Py_ssize_t i0 = 0; i0 < M; i0 += CNNX_MR) {
+                const Py_ssize_t mr = M - i0 < CNNX_MR ? M - i0 : CNNX_MR;
+                const float *a = A + i0 * lda;
+                const float *b = Bbase + j0;
+                float *c = nr == CNNX_NR ? C + i0 * ldc + j0 : ct;
+                const Py_ssize_t l = nr == CNNX_NR ? ldc : CNNX_NR;
+                switch (mr) {
+                    case 6: cnnx_tile_rows(6, K, a, lda, b, boff, c, l); break;
+                    case 5: cnnx_tile_rows(5, K, a, lda, b, boff, c, l); break;
+                    case 4: cnnx_tile_rows(4, K, a, lda, b, boff, c, l); break;
+                    case 3: cnnx_tile_rows(3, K, a, lda, b, boff, c, l); break;
+                    case 2: cnnx_tile_rows(2, K, a, lda, b, boff, c, l); break;
+                    default: cnnx_tile_rows(1, K, a, lda, b, boff, c, l); break;
+                }
+                if (nr < CNNX_NR)
+                    for (Py_ssize_t r = 0; r < mr; ++r)
+                        for (Py_ssize_t j = 0; j < nr; ++j) C[(i0 + r) * ldc + j0 + j] = ct[r * CNNX_NR + j];
+            }
+        }
     }
 
     /* Batched "NT" product for weight gradients: C[i, j] (+)= sum_n sum_k A_n[i, k] * B_n[j, k], with
@@ -153,7 +204,7 @@ cdef extern from *:
         cnnx_nt_tile(R, Q, nbatch, K, A, lda, sa, B, ldb, sb, C, ldc, accumulate); break;
 
     /* One tile (mr, nc <= 4) of the batched NT product above. */
-    CNNX_CLONES
+    CNNX_CLONES __attribute__((unused))
     static void cnnx_sgemm_nt_tile(int mr, int nc, Py_ssize_t nbatch, Py_ssize_t K, const float *A,
                                    Py_ssize_t lda, Py_ssize_t sa, const float *B, Py_ssize_t ldb,
                                    Py_ssize_t sb, float *C, Py_ssize_t ldc, int accumulate)
@@ -174,3 +225,6 @@ cdef extern from *:
                                             Py_ssize_t lda, Py_ssize_t sa, const float* B, Py_ssize_t ldb,
                                             Py_ssize_t sb, float* C, Py_ssize_t ldc,
                                             int accumulate) noexcept nogil
+    void sgemm_rows "cnnx_sgemm_rows"(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A,
+                                      Py_ssize_t lda, const float* Bbase, const Py_ssize_t* boff, float* C,
+                                      Py_ssize_t ldc) noexcept nogil

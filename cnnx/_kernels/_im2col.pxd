@@ -35,7 +35,7 @@ cdef extern from *:
         *hi = h;
     }
 
-    CNNX_CLONES CNNX_NO_MEMCPY_CALLS
+    CNNX_CLONES CNNX_NO_MEMCPY_CALLS __attribute__((unused))
     static void cnnx_im2col(const float *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH,
                             Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t sh, Py_ssize_t sw,
                             Py_ssize_t ph, Py_ssize_t pw, float *col)
@@ -67,7 +67,7 @@ cdef extern from *:
                 }
     }
 
-    CNNX_CLONES CNNX_NO_MEMCPY_CALLS
+    CNNX_CLONES CNNX_NO_MEMCPY_CALLS __attribute__((unused))
     static void cnnx_col2im(const float *col, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH,
                             Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t sh, Py_ssize_t sw,
                             Py_ssize_t ph, Py_ssize_t pw, float *dx)
