@@ -4,6 +4,7 @@ several processes at once, the cycle model's own arithmetic, and Verilator's lin
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import shutil
 import subprocess
 
@@ -119,6 +120,32 @@ def test_build_is_cached_and_keyed(conv_core):
     assert first.path.name == key and key != other
     with pytest.raises(ValueError, match="no parameter"):
         builder.resolve_params("cnnx_pool_core", {"ROWS": 2})
+
+
+def _build_in(cache):
+    os.environ["CNNX_RTL_CACHE"] = cache
+    from cnnx.sim import builder
+
+    return str(builder.build("cnnx_pool_core", {"LANES": 2, "OFMAP_DEPTH": 1024}).path)
+
+
+@pytest.mark.rtl
+def test_two_processes_building_at_once_share_one_build(tmp_path, monkeypatch):
+    """A cold cache, two processes asking for the same build: one builds, the other waits for it; no
+    half-built or temporary directory is left, and the result works."""
+    with mp.get_context("spawn").Pool(2) as pool:
+        paths = pool.map(_build_in, [str(tmp_path)] * 2)
+    assert paths[0] == paths[1]
+    left = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))
+    assert left == [os.path.basename(paths[0])]
+    monkeypatch.setenv("CNNX_RTL_CACHE", str(tmp_path))
+    from cnnx.sim import PoolCore
+
+    core = PoolCore(driver="fast", lanes=2, ofmap_depth=1024)
+    assert str(core.build.path) == paths[0]
+    x = np.arange(-50, 50, dtype=np.int8).reshape(1, 4, 5, 5)
+    np.testing.assert_array_equal(core.run(x, 5, mode="avg")[0], reference.avgpool2d_int8(x, 5))
+    assert core.last_cycles == [cycles.pool_cycles(4, 5, 5, 5, lanes=2)]
 
 
 @pytest.mark.rtl
