@@ -33,6 +33,9 @@
 //   cycle_count        cycles of the last (or current) run; mac_count: useful MACs (real pixel x real filter
 //                      pairs, padding taps included) of that run, for utilisation = mac_count /
 //                      (cycle_count * ROWS * COLS)
+// The buffers are plain register arrays with ROWS read ports (input map), COLS read ports (weights) and COLS
+// write ports (output map): fine for simulation and small FPGAs; a larger build would bank them (input by
+// row, weights by filter column, output by filter column), which the access pattern already allows.
 // The host must keep the registers and buffers unchanged while busy (writes are ignored then) and must make
 // every sum fit int32 (the driver checks with cnnx.quant.check_acc_range); the requantisation is quant.py's:
 // y = clamp(relu?((acc * MULT + 2**(SHIFT-1)) >>> SHIFT), -128, 127), carried in 48 bits.
@@ -42,7 +45,7 @@ module cnnx_conv_core #(
     parameter IFMAP_DEPTH  = 8192,    // input map buffer, bytes (power of two, 16 ... 65536)
     parameter WEIGHT_DEPTH = 65536,   // weight buffer, bytes (power of two, >= the other buffers, <= 65536)
     parameter OFMAP_DEPTH  = 8192,    // output map buffer, bytes (power of two, 16 ... 65536)
-    parameter BIAS_DEPTH   = 256      // bias buffer, int32 entries (power of two, 2 ... 65536)
+    parameter BIAS_DEPTH   = 256      // bias buffer, int32 entries (power of two, 2 ... WEIGHT_DEPTH/4)
 ) (
     input  wire                                clk,
     input  wire                                rst,          // synchronous, active high
