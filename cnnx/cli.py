@@ -136,7 +136,7 @@ def format_confusion(conf) -> str:
 
 
 def cmd_train(args) -> int:
-    from . import checkpoint
+    from . import checkpoint, data
     from .train import TrainConfig, TrainingInterrupted, fit
 
     out = _Out(args.json)
@@ -197,7 +197,7 @@ def cmd_train(args) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop (the final evaluation)
         print(f"cnnx train: interrupted; the last epoch's checkpoint is in {run_dir}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ValueError, checkpoint.CheckpointError) as e:
+    except (ValueError, checkpoint.CheckpointError, data.MnistError) as e:
         return out.error("train", str(e))
 
     out.say(
@@ -240,7 +240,10 @@ def cmd_eval(args) -> int:
         return out.error("eval", str(e))
     if args.threads:
         set_num_threads(args.threads)
-    images, labels = data.load_mnist("test")
+    try:
+        images, labels = data.load_mnist("test")
+    except data.MnistError as e:
+        return out.error("eval", str(e))
     if args.images:
         images, labels = images[: args.images], labels[: args.images]
     res = evaluate(model, images, labels)

