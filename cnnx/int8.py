@@ -64,8 +64,8 @@ def conv2d_acc(x, w, b=None, stride=1, padding=0, floor_mode=False, n_threads=No
     quant.check_acc_range(C * KH * KW, b)  # so the kernel's int32 accumulator cannot wrap
     out = np.empty((N, F, OH, OW), np.int32)
     n_threads = resolve_n_threads(n_threads)
-    # one patch matrix (OH*OW, C*KH*KW) per chunk of images; the kernel gives each thread one chunk
-    scratch = np.empty((min(n_threads, N), OH * OW * C * KH * KW), np.int8)
+    # one patch matrix (C*KH*KW, OH*OW) per chunk of images; the kernel gives each thread one chunk
+    scratch = np.empty((min(n_threads, N), C * KH * KW * OH * OW), np.int8)
     _int8.conv2d_acc(x, w, b, out, scratch, stride, padding, n_threads)
     return out
 

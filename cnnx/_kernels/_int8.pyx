@@ -16,49 +16,75 @@ cdef void _conv2d_acc(
     const int8_t[:, :, :, ::1] w,   # IN  (F, C, KH, KW), read as (F, K) rows with K = C*KH*KW
     const int32_t[::1] b,           # IN  (F,)
     int32_t[:, :, :, ::1] out,      # OUT (N, F, OH, OW)
-    int8_t[:, ::1] scratch,         # scratch (T, OH*OW*K): one patch matrix per chunk of images
+    int8_t[:, ::1] scratch,         # scratch (T, K*OH*OW): one patch matrix per chunk of images
     Py_ssize_t stride, Py_ssize_t pad, int n_threads,
 ) noexcept nogil:
     cdef Py_ssize_t N = out.shape[0], F = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t KH = w.shape[2], KW = w.shape[3]
     cdef Py_ssize_t K = C * KH * KW, P = OH * OW, T = scratch.shape[0]
-    cdef Py_ssize_t t, n, f, c, i, j, p, k, oh, ow, ih, iw
-    cdef int32_t acc
+    cdef Py_ssize_t t, n, f, c, i, j, p, k, oh, ow, ih, ow_lo, ow_hi, last, off
+    cdef int32_t wv, bf
     cdef int8_t* col
     cdef int8_t* crow
+    cdef const int8_t* xrow
     cdef const int8_t* wrow
     cdef int32_t* orow
-    # Images are independent: the batch is cut into T contiguous chunks, one per thread. For each image the
-    # chunk's patch matrix col (P, K) gets row p = the zero-padded receptive field of output pixel p, in the
-    # weights' (c, i, j) order; then every output is one contiguous int8 dot product of length K, which the
-    # compiler vectorises.
+    # Images are independent: the batch is cut into T contiguous chunks, one per thread, each with its own
+    # patch matrix col (K, P): row k = (c, i, j) holds, for every output pixel p, the input value that weight
+    # k meets there (0 on the padding). Then each output plane is a sum over k of weight * row, and that
+    # innermost loop runs along P contiguous int8 -> int32 values, which the compiler vectorises.
     for t in prange(T, schedule="static", num_threads=n_threads):
         col = &scratch[t, 0]
         for n in range(t * N // T, (t + 1) * N // T):
-            for oh in range(OH):
-                for ow in range(OW):
-                    crow = col + (oh * OW + ow) * K
-                    k = 0
-                    for c in range(C):
-                        for i in range(KH):
+            k = 0
+            for c in range(C):
+                for i in range(KH):
+                    for j in range(KW):
+                        # the outputs whose input column ow*stride + j - pad lies inside the image (cdivision
+                        # is on: keep the operands >= 0)
+                        if pad > j:
+                            ow_lo = (pad - j + stride - 1) // stride
+                        else:
+                            ow_lo = 0
+                        last = W - 1 + pad - j
+                        if last < 0:
+                            ow_hi = 0
+                        else:
+                            ow_hi = last // stride + 1
+                            if ow_hi > OW:
+                                ow_hi = OW
+                        if ow_hi < ow_lo:
+                            ow_hi = ow_lo
+                        off = j - pad
+                        for oh in range(OH):
+                            crow = col + k * P + oh * OW
                             ih = oh * stride + i - pad
-                            for j in range(KW):
-                                iw = ow * stride + j - pad
-                                if ih < 0 or ih >= H or iw < 0 or iw >= W:
-                                    crow[k] = 0
-                                else:
-                                    crow[k] = x[n, c, ih, iw]
-                                k = k + 1
+                            if ih < 0 or ih >= H:
+                                for ow in range(OW):
+                                    crow[ow] = 0
+                                continue
+                            xrow = &x[n, c, ih, 0]
+                            for ow in range(ow_lo):
+                                crow[ow] = 0
+                            for ow in range(ow_lo, ow_hi):
+                                crow[ow] = xrow[ow * stride + off]
+                            for ow in range(ow_hi, OW):
+                                crow[ow] = 0
+                        k = k + 1
             for f in range(F):
                 wrow = &w[f, 0, 0, 0]
                 orow = &out[n, f, 0, 0]
+                bf = b[f]
                 for p in range(P):
-                    crow = col + p * K
-                    acc = 0
-                    for k in range(K):
-                        acc = acc + wrow[k] * crow[k]
-                    orow[p] = acc + b[f]
+                    orow[p] = bf
+                for k in range(K):
+                    wv = wrow[k]
+                    if wv == 0:
+                        continue
+                    crow = col + k * P
+                    for p in range(P):
+                        orow[p] += wv * crow[p]
 
 
 cdef void _linear_acc(
