@@ -115,3 +115,15 @@ def test_int8_accuracy_close_to_float(trained_mlp, mnist):
     assert float_acc > 0.8  # the tiny model did learn
     assert abs(int8_acc - float_acc) <= 0.02, (float_acc, int8_acc)
     assert np.mean(int8_pred == float_pred) >= 0.97
+
+
+def test_avgpool_model_and_dropout(mnist):
+    calib, test_x, _ = mnist
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, seed=0), nn.ReLU(), nn.AvgPool2d(2), nn.Dropout(0.3),
+                          nn.Flatten(), nn.Linear(4 * 14 * 14, 10, seed=1))
+    q = ptq.quantize_model(model, calib[:40])
+    assert [layer.kind for layer in q.layers] == ["conv", "avgpool", "flatten", "linear"]
+    cy, _ = q.forward_trace(test_x[:6], "cython")
+    npy, _ = q.forward_trace(test_x[:6], "numpy")
+    for a, b in zip(cy, npy, strict=True):
+        np.testing.assert_array_equal(a, b)
