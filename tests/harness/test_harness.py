@@ -123,3 +123,18 @@ def test_corruption_changes_the_weight():
     c = harness._corrupted(w)
     assert c[0, 1] == 127 and (c != w).sum() == 1 and w[0, 1] == -128  # the original is untouched
     assert quant.INT8_MIN <= c.min()
+
+
+@pytest.mark.rtl
+@needs_sim
+def test_rtl_average_pooling_model(tiny):
+    from cnnx import nn, ptq
+
+    _, _, calib, images, labels = tiny
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, seed=0), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
+                          nn.Linear(4 * 14 * 14, 10, seed=1))
+    q = ptq.quantize_model(model, calib[:40])
+    res = harness.run_cosim(model, images[:6], labels[:6], qmodel=q, workers=1, golden_images=6,
+                            progress=False)
+    assert not res.int8_mismatch, res.table()
+    assert [r.rtl_identical for r in res.layers] == [6, 6, 6, 6]
