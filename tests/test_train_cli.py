@@ -162,6 +162,14 @@ def test_same_seed_same_weights_and_resume_matches_uninterrupted(tmp_path):
     assert any("resuming" in line for line in log)
 
 
+def test_two_threads_are_deterministic_too(tmp_path):
+    for d in ("a", "b"):
+        fit(small_cfg(threads=2, augment=True), tmp_path / d, progress=False, log=lambda s: None)
+    assert_same_weights(
+        weights(checkpoint.load(tmp_path / "a")[0]), weights(checkpoint.load(tmp_path / "b")[0])
+    )
+
+
 @pytest.mark.parametrize(
     "kw",
     [
