@@ -49,7 +49,9 @@ def _requant(rq) -> quant.Requant:
 
 
 def conv2d_acc(x, w, b=None, stride=1, padding=0, floor_mode=False, n_threads=None) -> np.ndarray:
-    """int8 convolution's int32 accumulator (N, F, OH, OW): sum over (c, i, j) of x * w, plus the bias."""
+    """int8 convolution's int32 accumulator (N, F, OH, OW): sum over (c, i, j) of x * w, plus the bias.
+
+    The threads split the batch (whole images each), so a batch of one image runs on one thread."""
     x = _int_array("x", x, np.int8, 4)
     w = _int_array("w", w, np.int8, 4)
     N, C, H, W = x.shape
