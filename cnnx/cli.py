@@ -35,6 +35,7 @@ def _float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import models
     from .train import TrainConfig
 
     d = TrainConfig()
@@ -46,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a model on MNIST and write a run directory",
         description="Train on MNIST; writes checkpoint.npz, metrics.json and PNG plots to --out.",
     )
-    t.add_argument("--model", default=d.model, help=f"zoo name (default {d.model})")
+    t.add_argument("--model", default=d.model, help=f"one of {', '.join(models.MODELS)} (default {d.model})")
     t.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
     t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
     t.add_argument(
