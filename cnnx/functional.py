@@ -144,7 +144,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, floor_mode=False, n_threads=None) 
         # implicit GEMM over the zero-padded image: no im2col (see _conv.conv2d_forward_s1)
         Hp, Wp = x.shape[2] + 2 * ph, x.shape[3] + 2 * pw
         boff = _tap_offsets(C, KH, KW, Hp, Wp)
-        xp = np.empty((workers, C * Hp * Wp + KW + 16), np.float32)
+        xp = np.empty((workers, C * Hp * Wp + KW + 32), np.float32)
         outp = np.empty((workers, F, OH * Wp), np.float32)
         _conv.conv2d_forward_s1(x, w.reshape(F, K), b32, boff, out, xp, outp, OH, OW, ph, pw, has_bias,
                                 workers)

@@ -17,9 +17,11 @@
 
 from cython.parallel cimport parallel, prange, threadid
 
-from ._gemm cimport sgemm, sgemm_nt_tile, sgemm_rows
+from ._gemm cimport gemm_init, sgemm, sgemm_nt_tile, sgemm_rows
 from ._im2col cimport col2im, im2col
 from ._vec cimport fsum
+
+gemm_init()  # pick the sgemm tiles for this CPU, once
 
 
 cdef void _conv2d_forward(
@@ -67,7 +69,7 @@ def conv2d_forward_s1(
     const float[::1] b,             # IN   (F,)    ignored unless has_bias
     const Py_ssize_t[::1] boff,     # IN   (K,)    offset c*Hp*Wp + i*Wp + j of tap k = (c, i, j)
     float[:, :, ::1] out,           # OUT  (N, F, P)
-    float[:, ::1] xp,               # WORK (n_threads, C*Hp*Wp + KW + 16) the zero-padded image (+ slack)
+    float[:, ::1] xp,               # WORK (n_threads, C*Hp*Wp + KW + 32) the zero-padded image (+ slack)
     float[:, :, ::1] outp,          # WORK (n_threads, F, OH*Wp) the output over the padded width
     Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t ph, Py_ssize_t pw,
     bint has_bias, int n_threads,

@@ -11,7 +11,9 @@
 
 from cython.parallel cimport prange
 
-from ._gemm cimport sgemm, sgemm_nt_tile
+from ._gemm cimport gemm_init, sgemm, sgemm_nt_tile
+
+gemm_init()  # pick the sgemm tiles for this CPU, once
 
 cdef enum:
     TILE = 4     # the NT tile: up to 4 x 4 outputs
