@@ -561,6 +561,13 @@ def cli_cosim(args) -> int:
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"cnnx cosim: error: {e}", file=sys.stderr)
         return 2
+    except ImportError as e:
+        print(f"cnnx cosim: the RTL bridge cannot be loaded ({e}); it needs Verilator and pyverilator-mm",
+              file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # a worker or the simulator failed: the check did not pass
+        print(f"cnnx cosim: {e}", file=sys.stderr)
+        return 1
     if getattr(args, "json", False):
         print(json.dumps(res.to_dict()))
     else:

@@ -253,6 +253,13 @@ def cli_profile(args) -> int:
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"cnnx profile: error: {e}", file=sys.stderr)
         return 2
+    except ImportError as e:
+        print(f"cnnx profile: the RTL bridge cannot be loaded ({e}); it needs Verilator and pyverilator-mm",
+              file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        print(f"cnnx profile: {e}", file=sys.stderr)
+        return 1
     prof["charts"] = write_charts(prof, out)
     Path(out, "profile.json").write_text(json.dumps(prof, indent=1))
     if getattr(args, "json", False):

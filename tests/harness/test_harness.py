@@ -138,3 +138,9 @@ def test_rtl_average_pooling_model(tiny):
                             progress=False)
     assert not res.int8_mismatch, res.table()
     assert [r.rtl_identical for r in res.layers] == [6, 6, 6, 6]
+
+
+def test_cli_bad_input_exit_code_2(tmp_path, capsys):
+    assert harness.cli_cosim(_args(tmp_path / "missing")) == 2
+    assert profile.cli_profile(_args(tmp_path / "missing", out=str(tmp_path / "p"))) == 2
+    assert "error" in capsys.readouterr().err
