@@ -1,4 +1,6 @@
-"""The int8 Cython path (cnnx.int8) against the int8 NumPy golden model (cnnx.reference): integers, exact."""
+"""The int8 Cython path (cnnx.int8) against the int8 NumPy golden model (cnnx.reference): integers, exact.
+
+Uses the shared `rng` fixture of tests/conftest.py."""
 
 import numpy as np
 import pytest
@@ -30,11 +32,6 @@ def _layer(rng, shape):
     w = _rand_int8(rng, (F, C, K, K))
     b = rng.integers(-5000, 5000, size=F, dtype=np.int32)
     return x, w, b, s, p
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)
 
 
 @pytest.mark.parametrize("shape", CONV_SHAPES, ids=str)
