@@ -146,6 +146,44 @@ class QuantizedModel:
     def dequantized_logits(self, x, backend: str = "cython") -> np.ndarray:
         return quant.dequantize(self.forward(x, backend), self.layers[-1].scale)
 
+    def save(self, path) -> None:
+        """One .npz: the int8/int32 arrays plus a JSON description of every layer (written atomically)."""
+        import json
+        import os
+
+        meta = {"format": 1, "input_scale": self.input_scale, "input_shape": list(self.input_shape),
+                "calibration": self.calibration, "layers": []}
+        arrays = {}
+        for i, layer in enumerate(self.layers):
+            d = {k: getattr(layer, k) for k in ("kind", "name", "scale", "w_scale", "stride", "padding",
+                                                "kernel", "float_index")}
+            if layer.rq is not None:
+                d["rq"] = [layer.rq.mult, layer.rq.shift, layer.rq.relu]
+                arrays[f"w{i}"], arrays[f"b{i}"] = layer.w, layer.b
+            meta["layers"].append(d)
+        path = str(path)
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path) -> QuantizedModel:
+        import json
+
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"]))
+            if meta.get("format") != 1:
+                raise ValueError(f"{path}: not a cnnx quantised model (format {meta.get('format')!r})")
+            layers = []
+            for i, d in enumerate(meta["layers"]):
+                rq = d.pop("rq", None)
+                layer = QLayer(**d)
+                if rq is not None:
+                    layer.rq = quant.Requant(*rq)
+                    layer.w, layer.b = f[f"w{i}"], f[f"b{i}"]
+                layers.append(layer)
+        return cls(meta["input_scale"], layers, tuple(meta["input_shape"]), meta["calibration"])
+
     def summary(self) -> str:
         lines = [f"input scale {self.input_scale:.6g}"]
         for i, layer in enumerate(self.layers):

@@ -127,3 +127,13 @@ def test_avgpool_model_and_dropout(mnist):
     npy, _ = q.forward_trace(test_x[:6], "numpy")
     for a, b in zip(cy, npy, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_save_load_round_trip(mnist, tmp_path):
+    calib, test_x, _ = mnist
+    q = ptq.quantize_model(models.build_model("lenet5", seed=4), calib[:30])
+    q.save(tmp_path / "q.npz")
+    q2 = ptq.QuantizedModel.load(tmp_path / "q.npz")
+    assert [(a.kind, a.rq, a.stride, a.padding, a.kernel) for a in q.layers] == \
+        [(b.kind, b.rq, b.stride, b.padding, b.kernel) for b in q2.layers]
+    np.testing.assert_array_equal(q.forward(test_x[:5]), q2.forward(test_x[:5]))
