@@ -171,12 +171,33 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, floor_mode=False, need_dx=Tru
     chunk = _conv.BACKWARD_CHUNK
     n_chunks = -(-N // chunk)
     workers = min(nt, n_chunks)  # threads that can get a chunk; each needs its own scratch
-    cols = np.empty((workers, min(chunk, N), K, P), np.float32)
+    cb = min(chunk, N)
     part = np.empty((n_chunks, F, K), np.float32)
-    dcol = np.empty((workers if need_dx else 1, K, P), np.float32)
     wt = np.ascontiguousarray(w.reshape(F, K).T)
-    _conv.conv2d_backward(dy.reshape(N, F, P), x, wt, dx, dw, db, cols, part, dcol,
-                          KH, KW, OH, OW, sh, sw, ph, pw, bool(need_dx), workers)
+    C = w.shape[1]
+    Hp, Wp = x.shape[2] + 2 * ph, x.shape[3] + 2 * pw
+    stride1 = sh == sw == 1
+    tiny = np.empty((1, 1, 1, 1), np.float32)
+    if stride1:
+        # no im2col: dw reads kernel taps straight from the zero-padded image, and dx is the correlation of
+        # dy, zero-padded by (KH-1, KW-1), with the flipped kernels (C, F, KH, KW)
+        cols, dcol = tiny, tiny[0]
+        xoff = _tap_offsets(C, KH, KW, Hp, Wp)
+        xpc = np.empty((workers, cb, C * Hp * Wp + KW + 32), np.float32)
+        dyp = np.empty((workers, cb, F, OH * Wp), np.float32)
+        Hq, Wq = OH + 2 * (KH - 1), OW + 2 * (KW - 1)
+        wflip = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, F * KH * KW))
+        doff = _tap_offsets(F, KH, KW, Hq, Wq)
+        dyq = np.empty((workers, F * Hq * Wq + KW + 32), np.float32)
+        dxq = np.empty((workers, C * Hp * Wq), np.float32)
+    else:
+        cols = np.empty((workers, cb, K, P), np.float32)
+        dcol = np.empty((workers if need_dx else 1, K, P), np.float32)
+        xoff, doff = np.zeros(1, np.intp), np.zeros(1, np.intp)
+        xpc, dyp = tiny[0], tiny
+        wflip = dyq = dxq = tiny[0, 0]
+    _conv.conv2d_backward(dy.reshape(N, F, P), x, wt, dx, dw, db, cols, part, dcol, xoff, xpc, dyp, wflip,
+                          doff, dyq, dxq, KH, KW, OH, OW, sh, sw, ph, pw, bool(need_dx), stride1, workers)
     return (dx if need_dx else None), dw.reshape(w.shape), db
 
 

@@ -7,10 +7,12 @@
 #   forward  out_n (F, P) = b + w (F, K) @ col_n (K, P), col_n the receptive fields unrolled (zeros where a
 #            window hangs over the padding), in a per-thread buffer; parallel over images. Stride 1 skips
 #            the im2col (`conv2d_forward_s1`, implicit GEMM over the padded image).
-#   backward parallel over fixed chunks of 8 images, one thread per chunk, with the chunk's col in cache:
+#   backward parallel over fixed chunks of 8 images, one thread per chunk, with the chunk's data in cache:
 #   dw       part_chunk[f, k] = sum_{n in chunk} sum_p dy_n[f, p] col_n[k, p] (`sgemm_nt_tile`, 4x4 register
 #            tiles), then dw = the chunks' parts summed in chunk order (parallel over the entries of dw).
-#   dx       dcol_n (K, P) = wT (K, F) @ dy_n (F, P), then col2im scatters it into dx_n (images of the chunk).
+#            Stride 1 reads the taps straight from the zero-padded image instead of an im2col.
+#   dx       dcol_n (K, P) = wT (K, F) @ dy_n (F, P), then col2im scatters it into dx_n (images of the chunk);
+#            stride 1 instead correlates dy, zero-padded by (KH-1, KW-1), with the flipped kernels.
 #   db       parallel over output channels, the batch summed in order (in double).
 # No two threads ever write one location, and every sum runs in a fixed order, so results do not depend on
 # the thread count.
@@ -117,15 +119,26 @@ cdef void _conv2d_backward(
     float[::1] db,                  # OUT  (F,)
     float[:, :, :, ::1] cols,       # WORK (n_threads, CHUNK, K, P) im2col of one chunk per thread
     float[:, :, ::1] part,          # WORK (n_chunks, F, K) each chunk's share of dw
-    float[:, :, ::1] dcol,          # WORK (n_threads, K, P)
+    const Py_ssize_t[::1] xoff,     # IN   (K,)  stride 1: tap offsets in the padded x (Hp, Wp)
+    float[:, :, ::1] xpc,           # WORK (n_threads, CHUNK, LX = C*Hp*Wp + KW + 32) stride 1: padded x
+    float[:, :, :, ::1] dyp,        # WORK (n_threads, CHUNK, F, OH*Wp) stride 1: dy on the padded width
+    float[:, :, ::1] dcol,          # WORK (n_threads, K, P)          dx through col2im (any stride)
+    const float[:, ::1] wflip,      # IN   (C, F*KH*KW)               dx by implicit GEMM (stride 1):
+    const Py_ssize_t[::1] doff,     # IN   (F*KH*KW,)                 the flipped kernels, tap offsets
+    float[:, ::1] dyq,              # WORK (n_threads, F*Hq*Wq + KW + 32) in the padded dy,
+    float[:, ::1] dxq,              # WORK (n_threads, C*Hp*Wq)           and the padded dx
     Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-    bint need_dx, int n_threads,
+    bint need_dx, bint stride1, int n_threads,
 ) noexcept nogil:
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
     cdef Py_ssize_t F = wt.shape[1], K = wt.shape[0], P = OH * OW
     cdef Py_ssize_t n_ch = part.shape[0]
-    cdef Py_ssize_t ch, n0, nb, q, m, f, t, f0, k0, e, tid
+    cdef Py_ssize_t ch, n0, nb, q, m, f, t, f0, k0, e, tid, c, a, ih, iw
+    cdef Py_ssize_t Hq = OH + 2 * (KH - 1), Wq = OW + 2 * (KW - 1), Hp = H + 2 * ph, Wp = W + 2 * pw
+    cdef Py_ssize_t LX = xpc.shape[2], PW = OH * Wp
+    cdef float* dq
+    cdef float* xq
     cdef Py_ssize_t n_kt = (K + TILE - 1) // TILE, n_ft = (F + TILE - 1) // TILE
     cdef double acc
     cdef float* cb
@@ -137,15 +150,56 @@ cdef void _conv2d_backward(
             tid = threadid()
             n0 = ch * CHUNK
             nb = min(<Py_ssize_t>CHUNK, N - n0)
-            cb = &cols[tid, 0, 0, 0]
-            for q in range(nb):
-                im2col(&x[n0 + q, 0, 0, 0], C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, cb + q * K * P)
-            for t in range(n_ft * n_kt):
-                f0 = (t // n_kt) * TILE
-                k0 = (t % n_kt) * TILE
-                sgemm_nt_tile(min(TILE, F - f0), min(TILE, K - k0), nb, P, &dy[n0, f0, 0], P, F * P,
-                              cb + k0 * P, P, K * P, &part[ch, f0, k0], K, 0)
-            if need_dx:
+            if stride1:
+                # dw without im2col: per image the zero-padded x (tap k is a slice at xoff[k]) and dy
+                # widened to the padded width Wp (zeros in the Wp - OW extra columns)
+                xq = &xpc[tid, 0, 0]
+                dq = &dyp[tid, 0, 0, 0]
+                for q in range(nb):
+                    for e in range(LX):
+                        xq[q * LX + e] = 0
+                    for c in range(C):
+                        for ih in range(H):
+                            for iw in range(W):
+                                xq[q * LX + (c * Hp + ih + ph) * Wp + pw + iw] = x[n0 + q, c, ih, iw]
+                    for e in range(F * PW):
+                        dq[q * F * PW + e] = 0
+                    for f in range(F):
+                        for a in range(OH):
+                            for e in range(OW):
+                                dq[(q * F + f) * PW + a * Wp + e] = dy[n0 + q, f, a * OW + e]
+                for t in range(n_ft * n_kt):
+                    f0 = (t // n_kt) * TILE
+                    k0 = (t % n_kt) * TILE
+                    sgemm_nt_tile(min(TILE, F - f0), min(TILE, K - k0), nb, PW, dq + f0 * PW, PW, F * PW,
+                                  xq, 0, &xoff[k0], LX, &part[ch, f0, k0], K, 0)
+            else:
+                cb = &cols[tid, 0, 0, 0]
+                for q in range(nb):
+                    im2col(&x[n0 + q, 0, 0, 0], C, H, W, KH, KW, OH, OW, sh, sw, ph, pw, cb + q * K * P)
+                for t in range(n_ft * n_kt):
+                    f0 = (t // n_kt) * TILE
+                    k0 = (t % n_kt) * TILE
+                    sgemm_nt_tile(min(TILE, F - f0), min(TILE, K - k0), nb, P, &dy[n0, f0, 0], P, F * P,
+                                  cb + k0 * P, P, NULL, K * P, &part[ch, f0, k0], K, 0)
+            if need_dx and stride1:
+                # stride 1: dx is the correlation of dy, zero-padded by the kernel size - 1, with the
+                # flipped kernels; computed over the padded input, Wq wide, then cropped
+                dq = &dyq[tid, 0]
+                xq = &dxq[tid, 0]
+                for q in range(nb):
+                    for e in range(dyq.shape[1]):
+                        dq[e] = 0
+                    for f in range(F):
+                        for a in range(OH):
+                            for e in range(OW):
+                                dq[(f * Hq + a + KH - 1) * Wq + e + KW - 1] = dy[n0 + q, f, a * OW + e]
+                    sgemm_rows(C, Hp * Wq, F * KH * KW, &wflip[0, 0], F * KH * KW, dq, &doff[0], xq, Hp * Wq)
+                    for c in range(C):
+                        for ih in range(H):
+                            for iw in range(W):
+                                dx[n0 + q, c, ih, iw] = xq[(c * Hp + ih + ph) * Wq + iw + pw]
+            elif need_dx:
                 dc = &dcol[tid, 0, 0]
                 for q in range(nb):
                     sgemm(K, P, F, &wt[0, 0], F, &dy[n0 + q, 0, 0], P, dc, P, 0)
@@ -174,13 +228,20 @@ def conv2d_backward(
     float[:, :, :, ::1] cols,       # WORK (n_threads, CHUNK, K, P)
     float[:, :, ::1] part,          # WORK (ceil(N / CHUNK), F, K)
     float[:, :, ::1] dcol,          # WORK (n_threads, K, P)
+    const Py_ssize_t[::1] xoff,     # IN   (K,)          (the stride-1 buffers are only read when stride1)
+    float[:, :, ::1] xpc,           # WORK (n_threads, CHUNK, C*Hp*Wp + KW + 32)
+    float[:, :, :, ::1] dyp,        # WORK (n_threads, CHUNK, F, OH*Wp)
+    const float[:, ::1] wflip,      # IN   (C, F*KH*KW)
+    const Py_ssize_t[::1] doff,     # IN   (F*KH*KW,)
+    float[:, ::1] dyq,              # WORK (n_threads, F*Hq*Wq + KW + 32)
+    float[:, ::1] dxq,              # WORK (n_threads, C*Hp*Wq)
     Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t OH, Py_ssize_t OW,
     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-    bint need_dx, int n_threads,
+    bint need_dx, bint stride1, int n_threads,
 ):
     with nogil:
-        _conv2d_backward(dy, x, wt, dx, dw, db, cols, part, dcol, KH, KW, OH, OW, sh, sw, ph, pw, need_dx,
-                         n_threads)
+        _conv2d_backward(dy, x, wt, dx, dw, db, cols, part, xoff, xpc, dyp, dcol, wflip, doff, dyq, dxq,
+                         KH, KW, OH, OW, sh, sw, ph, pw, need_dx, stride1, n_threads)
 
 
 # the chunk size, for the caller's work buffers

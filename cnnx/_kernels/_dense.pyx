@@ -35,7 +35,7 @@ def linear_forward(
         o0 = (t % n_ot) * TILE
         nr = min(TILE, N - n0)
         oc = min(TILE, DO - o0)
-        sgemm_nt_tile(nr, oc, 1, DI, &x[n0, 0], DI, 0, &w[o0, 0], DI, 0, &out[n0, o0], DO, 0)
+        sgemm_nt_tile(nr, oc, 1, DI, &x[n0, 0], DI, 0, &w[o0, 0], DI, NULL, 0, &out[n0, o0], DO, 0)
         if has_bias:
             for r in range(nr):
                 for q in range(oc):

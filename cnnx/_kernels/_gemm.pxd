@@ -357,16 +357,19 @@ cdef extern from *:
     }
 
     /* Batched "NT" product for weight gradients: C[i, j] (+)= sum_n sum_k A_n[i, k] * B_n[j, k], with
-       A_n = A + n * sa (rows lda apart) and B_n = B + n * sb (rows ldb apart): both operands are read along
-       their rows, so a weight gradient reuses the forward's im2col layout. One tile of mr x nc <= 4 x 4
+       A_n = A + n * sa (rows lda apart) and B_n = B + n * sb (rows ldb apart, or, when boff is not NULL,
+       row j at B_n + boff[j]: the taps of a padded image, as in cnnx_sgemm_rows): both operands are read
+       along their rows, so a weight gradient needs no transposed copy. One tile of mr x nc <= 4 x 4
        outputs keeps 16 eight-float accumulators over k for the WHOLE batch (summed in the fixed order
        n = 0, 1, ..., then k), and reduces the eight lanes in a fixed tree at the end. */
     static inline __attribute__((always_inline)) void cnnx_nt_tile(
         const int mr, const int nc, Py_ssize_t nbatch, Py_ssize_t K, const float *A, Py_ssize_t lda,
-        Py_ssize_t sa, const float *B, Py_ssize_t ldb, Py_ssize_t sb, float *C, Py_ssize_t ldc,
-        int accumulate)
+        Py_ssize_t sa, const float *B, Py_ssize_t ldb, const Py_ssize_t *boff, Py_ssize_t sb, float *C,
+        Py_ssize_t ldc, int accumulate)
     {
         cnnx_v8 acc[4][4];
+        Py_ssize_t bo[4];
+        for (int q = 0; q < nc; ++q) bo[q] = boff != NULL ? boff[q] : q * ldb;
         float tail[4][4];
         for (int r = 0; r < mr; ++r)
             for (int q = 0; q < nc; ++q) { acc[r][q] = (cnnx_v8){0}; tail[r][q] = 0.0f; }
@@ -376,13 +379,13 @@ cdef extern from *:
             for (; k + 8 <= K; k += 8) {
                 cnnx_v8 av[4], bv[4];
                 for (int r = 0; r < mr; ++r) av[r] = cnnx_ld8(a + r * lda + k);
-                for (int q = 0; q < nc; ++q) bv[q] = cnnx_ld8(b + q * ldb + k);
+                for (int q = 0; q < nc; ++q) bv[q] = cnnx_ld8(b + bo[q] + k);
                 for (int r = 0; r < mr; ++r)
                     for (int q = 0; q < nc; ++q) acc[r][q] += av[r] * bv[q];
             }
             for (; k < K; ++k)
                 for (int r = 0; r < mr; ++r)
-                    for (int q = 0; q < nc; ++q) tail[r][q] += a[r * lda + k] * b[q * ldb + k];
+                    for (int q = 0; q < nc; ++q) tail[r][q] += a[r * lda + k] * b[bo[q] + k];
         }
         for (int r = 0; r < mr; ++r)
             for (int q = 0; q < nc; ++q) {
@@ -393,13 +396,14 @@ cdef extern from *:
     }
 
     #define CNNX_NT_CASE(R, Q) case (R) * 8 + (Q): \
-        cnnx_nt_tile(R, Q, nbatch, K, A, lda, sa, B, ldb, sb, C, ldc, accumulate); break;
+        cnnx_nt_tile(R, Q, nbatch, K, A, lda, sa, B, ldb, boff, sb, C, ldc, accumulate); break;
 
     /* One tile (mr, nc <= 4) of the batched NT product above. */
     CNNX_CLONES __attribute__((unused))
     static void cnnx_sgemm_nt_tile(int mr, int nc, Py_ssize_t nbatch, Py_ssize_t K, const float *A,
                                    Py_ssize_t lda, Py_ssize_t sa, const float *B, Py_ssize_t ldb,
-                                   Py_ssize_t sb, float *C, Py_ssize_t ldc, int accumulate)
+                                   const Py_ssize_t *boff, Py_ssize_t sb, float *C, Py_ssize_t ldc,
+                                   int accumulate)
     {
         switch (mr * 8 + nc) {
             CNNX_NT_CASE(1, 1) CNNX_NT_CASE(1, 2) CNNX_NT_CASE(1, 3) CNNX_NT_CASE(1, 4)
@@ -416,7 +420,7 @@ cdef extern from *:
                             int accumulate) noexcept nogil
     void sgemm_nt_tile "cnnx_sgemm_nt_tile"(int mr, int nc, Py_ssize_t nbatch, Py_ssize_t K, const float* A,
                                             Py_ssize_t lda, Py_ssize_t sa, const float* B, Py_ssize_t ldb,
-                                            Py_ssize_t sb, float* C, Py_ssize_t ldc,
+                                            const Py_ssize_t* boff, Py_ssize_t sb, float* C, Py_ssize_t ldc,
                                             int accumulate) noexcept nogil
     void sgemm_rows "cnnx_sgemm_rows"(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A,
                                       Py_ssize_t lda, const float* Bbase, const Py_ssize_t* boff, float* C,
