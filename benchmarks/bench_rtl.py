@@ -199,8 +199,9 @@ def main():
     ap.add_argument("--lenet-images", type=int, default=32, help="images per LeNet layer call")
     ap.add_argument("--arrays", default="8x8,16x16")
     args = ap.parse_args()
-    print(f"method: wall time with time.perf_counter, best of {args.repeats}; builds cached in "
-          f"{builder.cache_root()}; one simulator thread; cycles counted by the core (start to done)")
+    print(f"method: wall time (time.perf_counter), best of {args.repeats} (the first round also warms up); "
+          f"testbench and drivers alternate round by round; builds cached in {builder.cache_root()}; one "
+          f"simulator thread each; cycles counted by the core (start to done)")
     print()
     driver_rates(args)
     lenet_cycles(args)
