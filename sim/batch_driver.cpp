@@ -7,12 +7,14 @@
 // counts): inputs are set while clk is low, then one tick = clk 1, eval, clk 0, eval. A run is: start = 1,
 // tick, start = 0, tick until done; the cycle count is the core's own counter, read after done.
 // Every model has its own VerilatedContext, so models in one process (or in many processes) are independent;
-// one model must not be used from two threads at once.
+// one model must not be used from two threads at once. A model created with tracing on dumps every clock
+// edge to a VCD file (for GTKWave); that is slow and meant for small runs.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 
 #include "verilated.h"
+#include "verilated_vcd_c.h"
 
 #if defined(CNNX_CONV_CORE)
 #include "Vcnnx_conv_core.h"
@@ -37,14 +39,17 @@ namespace {
 struct Model {
     VerilatedContext* ctx;
     Top* top;
-    uint64_t ticks;  // every clock edge pair this model has seen, loading included (for the benchmark)
+    VerilatedVcdC* vcd;  // null unless tracing
+    uint64_t ticks;      // every clock edge pair this model has seen, loading included (for the benchmark)
 };
 
 inline void tick(Model* m) {
     m->top->clk = 1;
     m->top->eval();
+    if (m->vcd) m->vcd->dump(2 * m->ticks + 1);
     m->top->clk = 0;
     m->top->eval();
+    if (m->vcd) m->vcd->dump(2 * m->ticks + 2);
     m->ticks++;
 }
 
@@ -88,11 +93,19 @@ void read_words(Model* m, uint32_t* words, int64_t n_words) {
 
 extern "C" {
 
-void* cnnx_new(void) {
+// a new model; with a non-null `vcd_path`, every clock edge is dumped to that VCD file
+void* cnnx_new(const char* vcd_path) {
     Model* m = new Model;
     m->ctx = new VerilatedContext;
+    if (vcd_path) m->ctx->traceEverOn(true);  // must precede the model's construction
     m->top = new Top{m->ctx};
+    m->vcd = nullptr;
     m->ticks = 0;
+    if (vcd_path) {
+        m->vcd = new VerilatedVcdC;
+        m->top->trace(m->vcd, 99);
+        m->vcd->open(vcd_path);
+    }
     m->top->clk = 0;
     m->top->rst = 0;
     m->top->wr_en = 0;
@@ -106,6 +119,10 @@ void* cnnx_new(void) {
 void cnnx_free(void* handle) {
     Model* m = static_cast<Model*>(handle);
     if (m == nullptr) return;
+    if (m->vcd) {
+        m->vcd->close();
+        delete m->vcd;
+    }
     m->top->final();
     delete m->top;
     delete m->ctx;

@@ -3,9 +3,10 @@
 `ConvCore(rows, cols, driver)` and `PoolCore(driver)` call like the CPU int8 layers (cnnx.reference's
 conv2d_int8 / linear_int8 / maxpool2d_int8 / avgpool2d_int8) and return `(y, cycles)`. Two drivers run the
 same Verilated model (one cached build, see builder.py):
-  "python"  pyverilator's model, clocked cycle by cycle from Python (slow; small layers and debugging, and
-            the only one with VCD tracing: `trace="file.vcd"`)
+  "python"  pyverilator's model, clocked cycle by cycle from Python (slow; small layers and debugging)
   "fast"    sim/batch_driver.cpp through ctypes: a whole layer for a batch of images per call
+`trace="file.vcd"` (or True: "<top>.vcd" in the current directory) dumps every clock edge for GTKWave, with
+either driver; `close()` finishes the file.
 Both follow the same clocking protocol and give identical outputs and cycle counts (tests check it).
 Everything is validated here, before the simulator is touched: a layer the hardware cannot hold raises
 ValueError naming the limit and the size. Each instance owns its own model; use one per process or thread.
@@ -14,6 +15,7 @@ ValueError naming the limit and the size. Each instance owns its own model; use 
 from __future__ import annotations
 
 import ctypes
+import os
 
 import numpy as np
 
@@ -75,11 +77,11 @@ def _limit(what: str, size: int, limit: int, param: str) -> None:
 class _FastBackend:
     """The C++ batch driver of one build, through ctypes."""
 
-    def __init__(self, build: _build.Build):
+    def __init__(self, build: _build.Build, trace: str | None = None):
         lib = ctypes.CDLL(str(build.batch_so))
         vp, u32p, i32p = ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_int32)
         lib.cnnx_new.restype = vp
-        lib.cnnx_new.argtypes = []
+        lib.cnnx_new.argtypes = [ctypes.c_char_p]
         lib.cnnx_free.argtypes = [vp]
         lib.cnnx_reset.argtypes = [vp]
         lib.cnnx_config.argtypes = [vp, i32p, u32p, ctypes.c_int]
@@ -91,7 +93,7 @@ class _FastBackend:
         lib.cnnx_ticks.restype = ctypes.c_uint64
         lib.cnnx_ticks.argtypes = [vp]
         self._lib = lib
-        self._m = lib.cnnx_new()
+        self._m = lib.cnnx_new(str(trace).encode() if trace else None)
 
     @staticmethod
     def _p(a, ctype=ctypes.c_uint32):
@@ -244,10 +246,13 @@ class _PythonBackend:
 def _backend(build, driver, trace):
     if driver not in DRIVERS:
         raise ValueError(f"driver must be one of {DRIVERS}, got {driver!r}")
+    if trace is True:
+        trace = f"{build.top}.vcd"
+    if trace is not None and trace is not False and not isinstance(trace, str | bytes | os.PathLike):
+        raise TypeError(f"trace must be a file path or True, got {trace!r}")
+    trace = os.fspath(trace) if trace else None
     if driver == "fast":
-        if trace:
-            raise ValueError("VCD tracing needs driver='python' (the fast driver does not trace)")
-        return _FastBackend(build)
+        return _FastBackend(build, trace)
     return _PythonBackend(build, trace)
 
 
