@@ -368,7 +368,7 @@ def linear(x, w, b=None, n_threads=None) -> np.ndarray:
         b32, has_bias = _as_f32("bias b", b, 1), True
         _check_shape("bias b", b32, (O,))
     out = np.empty((x.shape[0], O), np.float32)
-    _dense.linear_forward(x, w, b32, out, has_bias, resolve_n_threads(n_threads))
+    _dense.linear_forward(x, np.ascontiguousarray(w.T), b32, out, has_bias, resolve_n_threads(n_threads))
     return out
 
 

@@ -2,7 +2,7 @@
 # Shapes: N batch, DI in-features, DO out-features. IN is read-only, OUT write-only. Call through
 # `cnnx.functional`, which validates every size: no bounds checks here. The products run on the register
 # tiles of `_gemm.pxd`:
-#   forward  y[n, o] = b[o] + sum_i x[n, i] w[o, i]     (NT tiles: both operands read along their rows)
+#   forward  y (N, DO) = b + x (N, DI) @ wT (DI, DO)     parallel over blocks of images
 #   dx       dx (N, DI) = dy (N, DO) @ w (DO, DI)        parallel over blocks of images
 #   dw       dw (DO, DI) = dyT (DO, N) @ x (N, DI)       parallel over blocks of output features, the batch
 #                                                        summed in order inside each
@@ -11,35 +11,31 @@
 
 from cython.parallel cimport prange
 
-from ._gemm cimport gemm_init, sgemm, sgemm_nt_tile
+from ._gemm cimport gemm_init, sgemm
 
 gemm_init()  # pick the sgemm tiles for this CPU, once
 
 cdef enum:
-    TILE = 4     # the NT tile: up to 4 x 4 outputs
-    ROWS = 6     # the NN register tile's rows
+    ROWS = 6     # the sgemm register tile's rows
 
 
 def linear_forward(
     const float[:, ::1] x,          # IN  (N, DI)
-    const float[:, ::1] w,          # IN  (DO, DI)
+    const float[:, ::1] wt,         # IN  (DI, DO) the weights, transposed
     const float[::1] b,             # IN  (DO,) ignored unless has_bias
     float[:, ::1] out,              # OUT (N, DO)
     bint has_bias, int n_threads,
 ):
-    cdef Py_ssize_t N = x.shape[0], DI = x.shape[1], DO = w.shape[0]
-    cdef Py_ssize_t t, n0, o0, nr, oc, r, q
-    cdef Py_ssize_t n_ot = (DO + TILE - 1) // TILE, n_nt = (N + TILE - 1) // TILE
-    for t in prange(n_nt * n_ot, schedule="static", num_threads=n_threads, nogil=True):
-        n0 = (t // n_ot) * TILE
-        o0 = (t % n_ot) * TILE
-        nr = min(TILE, N - n0)
-        oc = min(TILE, DO - o0)
-        sgemm_nt_tile(nr, oc, 1, DI, &x[n0, 0], DI, 0, &w[o0, 0], DI, NULL, 0, &out[n0, o0], DO, 0)
+    cdef Py_ssize_t N = x.shape[0], DI = x.shape[1], DO = wt.shape[1]
+    cdef Py_ssize_t t, r0, r, o, nr
+    for t in prange((N + ROWS - 1) // ROWS, schedule="static", num_threads=n_threads, nogil=True):
+        r0 = t * ROWS
+        nr = min(<Py_ssize_t>ROWS, N - r0)
         if has_bias:
             for r in range(nr):
-                for q in range(oc):
-                    out[n0 + r, o0 + q] = out[n0 + r, o0 + q] + b[o0 + q]
+                for o in range(DO):
+                    out[r0 + r, o] = b[o]
+        sgemm(nr, DO, DI, &x[r0, 0], DI, &wt[0, 0], DO, &out[r0, 0], DO, has_bias)
 
 
 def linear_backward(
