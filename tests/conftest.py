@@ -3,7 +3,8 @@
 1. integers (int8 path, RTL) compare EXACTLY (`np.testing.assert_array_equal`);
 2. the float32 Cython engine against the float64 golden model (`cnnx.reference`): rtol=1e-5, plus
    atol=1e-5 because a float32 sum of O(100) unit-size terms that cancels to ~0 carries ~1e-6 absolute error
-   that no relative tolerance can cover;
+   that no relative tolerance can cover (sums over many hundreds of terms — weight/bias gradients over a
+   batch, a 400-feature linear layer — use atol=1e-4, said where they do);
 3. gradients of the float64 golden model against central finite differences (step 1e-6): rtol=1e-6,
    atol=1e-7 (truncation error O(eps^2 f''') plus rounding O(1e-16 / eps) ~ 1e-10 for our unit-scale data).
 """
