@@ -1,33 +1,6 @@
-# cnnx/_kernels/_vec.pxd — inline float32 vector helpers shared by the float kernels (dot, axpy).
-# They are plain loops written so that gcc -O3 vectorises them without -ffast-math: `axpy` has no reduction,
-# and `dot` keeps eight partial sums in a fixed order, so its result does not depend on the thread count.
-
-
-cdef inline float dot(const float* a, const float* b, Py_ssize_t n) noexcept nogil:
-    """sum_i a[i] * b[i], summed as eight interleaved partial sums (fixed order, deterministic)."""
-    cdef float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0
-    cdef Py_ssize_t i = 0
-    while i + 8 <= n:
-        s0 += a[i] * b[i]
-        s1 += a[i + 1] * b[i + 1]
-        s2 += a[i + 2] * b[i + 2]
-        s3 += a[i + 3] * b[i + 3]
-        s4 += a[i + 4] * b[i + 4]
-        s5 += a[i + 5] * b[i + 5]
-        s6 += a[i + 6] * b[i + 6]
-        s7 += a[i + 7] * b[i + 7]
-        i += 8
-    while i < n:
-        s0 += a[i] * b[i]
-        i += 1
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-
-
-cdef inline void axpy(float alpha, const float* x, float* y, Py_ssize_t n) noexcept nogil:
-    """y[i] += alpha * x[i]."""
-    cdef Py_ssize_t i
-    for i in range(n):
-        y[i] += alpha * x[i]
+# cnnx/_kernels/_vec.pxd — inline float32 vector helpers shared by the float kernels.
+# Plain loops written so that gcc -O3 vectorises them without -ffast-math: `fsum` keeps eight partial sums in
+# a fixed order, so its result does not depend on the thread count.
 
 
 cdef inline float fsum(const float* a, Py_ssize_t n) noexcept nogil:
