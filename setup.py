@@ -1,7 +1,7 @@
 """Build of cnnx: the Cython kernels in cnnx/_kernels, compiled with OpenMP where the compiler has it.
 
-The top-level folders `sim/` (the co-simulation bridge) and `verilog/` (the RTL) are mapped into the package as
-`cnnx.sim` and `cnnx.verilog`, so a non-editable install carries them too.
+The top-level folders `sim/` (the co-simulation bridge) and `verilog/` (the RTL) are mapped into the package
+as `cnnx.sim` and `cnnx.verilog`, so a non-editable install carries them too.
 
 Environment switches:
   CNNX_DEBUG=1     turn Cython's bounds and wraparound checks back on (slow; for debugging a kernel)

@@ -78,7 +78,9 @@ def multiplier_from_scale(real: float, relu: bool = False) -> Requant:
             break
     mult = round(real * 2**shift)
     if mult > MULT_MAX:
-        raise ValueError(f"requantisation factor {real} is too large (needs M = {mult} > {MULT_MAX} at S = 1)")
+        raise ValueError(
+            f"requantisation factor {real} is too large (needs M = {mult} > {MULT_MAX} at S = 1)"
+        )
     return Requant(max(int(mult), 1), shift, relu)
 
 

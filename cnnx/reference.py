@@ -54,7 +54,8 @@ def conv2d_acc_int(x, w, b, stride=1, padding=0, floor_mode=False) -> np.ndarray
 
 
 def conv2d_int8(x, w, b, rq: quant.Requant, stride=1, padding=0, floor_mode=False) -> np.ndarray:
-    """int8 convolution: int32 accumulate (with bias), then `quant.requantize` (rounding, ReLU, saturation)."""
+    """int8 convolution: int32 accumulate (with bias), then `quant.requantize` (rounding, ReLU,
+    saturation)."""
     return quant.requantize(conv2d_acc_int(x, w, b, stride, padding, floor_mode), rq)
 
 

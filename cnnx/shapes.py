@@ -1,4 +1,5 @@
-"""Output-size arithmetic for sliding windows, shared by the CPU kernels, the golden model and the RTL drivers.
+"""Output-size arithmetic for sliding windows, shared by the CPU kernels, the golden model and the
+RTL drivers.
 
 The lectures' rule: a window of size K with stride S and zero padding P over an input of size W gives
 (W - K + 2P) / S + 1 outputs, and the layer only "fits" when S divides (W - K + 2P). PyTorch instead floors;
@@ -41,7 +42,8 @@ def out_size(size: int, kernel: int, stride: int, padding: int, *, floor_mode: b
         )
     if span % stride and not floor_mode:
         raise ValueError(
-            f"{what} does not fit: (W - K + 2P) = ({size} - {kernel} + 2*{padding}) = {span} is not a multiple "
-            f"of stride {stride}; change the sizes or pass floor_mode=True for PyTorch's floor behaviour"
+            f"{what} does not fit: (W - K + 2P) = ({size} - {kernel} + 2*{padding}) = {span} "
+            f"is not a multiple of stride {stride}; change the sizes or pass floor_mode=True "
+            "for PyTorch's floor behaviour"
         )
     return span // stride + 1
