@@ -154,6 +154,40 @@ def torch_closures(spec):
     return fwd_bwd, lambda: None
 
 
+def lenet_steps(batch: int, rng: np.random.Generator):
+    """One training step (forward, cross-entropy, backward; no optimiser) of LeNet-5 through cnnx.nn, and the
+    same through torch.nn when importable. cnnx skips the input gradient of the first layer, as torch does
+    for an input that does not require grad."""
+    from cnnx import nn
+
+    m = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2, seed=0), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5, seed=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120, seed=2), nn.ReLU(), nn.Linear(120, 84, seed=3), nn.ReLU(),
+        nn.Linear(84, 10, init="xavier", seed=4))
+    loss_fn = nn.CrossEntropyLoss()
+    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    t = rng.integers(0, 10, batch)
+
+    def step():
+        loss_fn(m(x), t)
+        m.backward(loss_fn.backward(), need_input_grad=False)
+
+    if torch is None:
+        return step, None
+    tnn = torch.nn
+    tm = tnn.Sequential(tnn.Conv2d(1, 6, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Conv2d(6, 16, 5),
+                        tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(), tnn.Linear(400, 120), tnn.ReLU(),
+                        tnn.Linear(120, 84), tnn.ReLU(), tnn.Linear(84, 10))
+    tx, tt = torch.from_numpy(x), torch.from_numpy(t)
+
+    def tstep():
+        tm.zero_grad(set_to_none=True)
+        TF.cross_entropy(tm(tx), tt).backward()
+
+    return step, tstep
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=64)
@@ -217,6 +251,13 @@ def main(argv=None):
         if torch is not None:
             line += f" {tot['torch'] * 1e3:9.3f} {tot['torch'] / tot['cnnx']:10.2f}"
         print(line)
+        step, tstep = lenet_steps(args.batch, rng)
+        sc = timeit(step, args.reps, args.warmup)
+        line = f"{'LeNet-5 training step':<26} {'':>8} {'':>8} {sc * 1e3:8.3f} {'':>8}"
+        if tstep is not None:
+            st = timeit(tstep, args.reps, args.warmup)
+            line += f" {st * 1e3:9.3f} {st / sc:10.2f}"
+        print(line + "   (nn.Sequential forward + loss + backward)")
     if len(args.threads) > 1 and args.threads[0] in totals:
         base = totals[args.threads[0]]["cnnx"]
         for nt in args.threads[1:]:
