@@ -15,22 +15,29 @@ def max_pool2d_forward(
     Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t SH, Py_ssize_t SW, int n_threads,
 ):
     cdef Py_ssize_t NC = x.shape[0], W = x.shape[2], OH = out.shape[1], OW = out.shape[2]
-    cdef Py_ssize_t q, oh, ow, i, j, best_i
+    cdef Py_ssize_t q, oh, ow, i, j, best_i, idx
     cdef float best, v
+    cdef const float* plane
+    cdef float* o
+    cdef int* a
     for q in prange(NC, schedule="static", num_threads=n_threads, nogil=True):
+        plane = &x[q, 0, 0]
+        o = &out[q, 0, 0]
+        a = &argmax[q, 0, 0]
         for oh in range(OH):
             for ow in range(OW):
-                # strict '>' keeps the first maximum in row-major window order (ties -> first)
-                best = x[q, oh * SH, ow * SW]
+                # strict '>' keeps the first maximum in row-major window order (ties -> first); the
+                # operands are loaded into locals first so gcc can use conditional moves, not branches
                 best_i = (oh * SH) * W + ow * SW
+                best = plane[best_i]
                 for i in range(KH):
                     for j in range(KW):
-                        v = x[q, oh * SH + i, ow * SW + j]
-                        if v > best:
-                            best = v
-                            best_i = (oh * SH + i) * W + ow * SW + j
-                out[q, oh, ow] = best
-                argmax[q, oh, ow] = <int>best_i
+                        idx = (oh * SH + i) * W + ow * SW + j
+                        v = plane[idx]
+                        best_i = idx if v > best else best_i
+                        best = v if v > best else best
+                o[oh * OW + ow] = best
+                a[oh * OW + ow] = <int>best_i
 
 
 def max_pool2d_backward(
@@ -54,17 +61,23 @@ def sum_pool2d_forward(
     float scale,                    # 1 for sum pooling, 1/(KH*KW) for average pooling
     int n_threads,
 ):
-    cdef Py_ssize_t NC = x.shape[0], OH = out.shape[1], OW = out.shape[2]
+    cdef Py_ssize_t NC = x.shape[0], W = x.shape[2], OH = out.shape[1], OW = out.shape[2]
     cdef Py_ssize_t q, oh, ow, i, j
     cdef float s
+    cdef const float* plane
+    cdef const float* row
+    cdef float* o
     for q in prange(NC, schedule="static", num_threads=n_threads, nogil=True):
+        plane = &x[q, 0, 0]
+        o = &out[q, 0, 0]
         for oh in range(OH):
             for ow in range(OW):
                 s = 0
                 for i in range(KH):
+                    row = plane + (oh * SH + i) * W + ow * SW
                     for j in range(KW):
-                        s = s + x[q, oh * SH + i, ow * SW + j]
-                out[q, oh, ow] = s * scale
+                        s = s + row[j]
+                o[oh * OW + ow] = s * scale
 
 
 def sum_pool2d_backward(
