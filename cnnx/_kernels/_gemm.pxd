@@ -29,6 +29,7 @@ cdef extern from *:
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
     #define CNNX_HAVE_512 1
     #define CNNX_AVX512 __attribute__((target("arch=x86-64-v4")))
+    #include <immintrin.h>
     #else
     #define CNNX_HAVE_512 0
     #define CNNX_AVX512
@@ -199,46 +200,32 @@ cdef extern from *:
         for (int r = 0; r < mr; ++r) { cnnx_st16(C + r * ldc, c0[r]); cnnx_st16(C + r * ldc + 16, c1[r]); }
     }
 
-    /* The last nr < 16 columns: copy them into a zero-padded K x 16 panel and a 16-wide C tile, run the full
-       register tile on those, copy the nr real columns back. A scalar loop here would cost more than the
-       copy (with K = 25, a 9-column tail is a third of the work). */
-    static inline __attribute__((always_inline)) void cnnx_tail_512(
-        Py_ssize_t M, Py_ssize_t nr, Py_ssize_t K, const float *A, Py_ssize_t lda, const float *B,
-        Py_ssize_t ldb, float *C, Py_ssize_t ldc, int accumulate)
+    /* The last N % 32 columns with masked loads and stores: no packing copy, nothing read or written past
+       column N. Same sums in the same order as the full tile. */
+    static inline CNNX_AVX512 __attribute__((always_inline)) void cnnx_tile_512m(
+        const int mr, Py_ssize_t K, const float *A, Py_ssize_t lda, const float *B, Py_ssize_t ldb,
+        float *C, Py_ssize_t ldc, int accumulate, __mmask16 m0, __mmask16 m1)
     {
-        float ct[CNNX_MR * CNNX_NR512];
-        float *bp = (float *) malloc((size_t) (K > 0 ? K : 1) * CNNX_NR512 * sizeof(float));
-        if (bp == NULL) {  /* out of memory: the same sums, in the same order, without the panel */
-            for (Py_ssize_t r = 0; r < M; ++r)
-                for (Py_ssize_t j = 0; j < nr; ++j) {
-                    float acc = accumulate ? C[r * ldc + j] : 0.0f;
-                    for (Py_ssize_t k = 0; k < K; ++k) acc += A[r * lda + k] * B[k * ldb + j];
-                    C[r * ldc + j] = acc;
-                }
-            return;
+        __m512 c0[CNNX_MR], c1[CNNX_MR];
+        for (int r = 0; r < mr; ++r) {
+            if (accumulate) {
+                c0[r] = _mm512_maskz_loadu_ps(m0, C + r * ldc);
+                c1[r] = _mm512_maskz_loadu_ps(m1, C + r * ldc + 16);
+            } else { c0[r] = _mm512_setzero_ps(); c1[r] = _mm512_setzero_ps(); }
         }
         for (Py_ssize_t k = 0; k < K; ++k) {
-            for (Py_ssize_t j = 0; j < nr; ++j) bp[k * CNNX_NR512 + j] = B[k * ldb + j];
-            for (Py_ssize_t j = nr; j < CNNX_NR512; ++j) bp[k * CNNX_NR512 + j] = 0.0f;
-        }
-        for (Py_ssize_t i0 = 0; i0 < M; i0 += CNNX_MR) {
-            const Py_ssize_t mr = M - i0 < CNNX_MR ? M - i0 : CNNX_MR;
-            for (Py_ssize_t r = 0; r < mr; ++r)
-                for (Py_ssize_t j = 0; j < CNNX_NR512; ++j)
-                    ct[r * CNNX_NR512 + j] = (accumulate && j < nr) ? C[(i0 + r) * ldc + j] : 0.0f;
-            const float *a = A + i0 * lda;
-            switch (mr) {
-                case 6: cnnx_tile_512(6, K, a, lda, bp, CNNX_NR512, ct, CNNX_NR512, 1); break;
-                case 5: cnnx_tile_512(5, K, a, lda, bp, CNNX_NR512, ct, CNNX_NR512, 1); break;
-                case 4: cnnx_tile_512(4, K, a, lda, bp, CNNX_NR512, ct, CNNX_NR512, 1); break;
-                case 3: cnnx_tile_512(3, K, a, lda, bp, CNNX_NR512, ct, CNNX_NR512, 1); break;
-                case 2: cnnx_tile_512(2, K, a, lda, bp, CNNX_NR512, ct, CNNX_NR512, 1); break;
-                default: cnnx_tile_512(1, K, a, lda, bp, CNNX_NR512, ct, CNNX_NR512, 1); break;
+            const __m512 b0 = _mm512_maskz_loadu_ps(m0, B + k * ldb);
+            const __m512 b1 = _mm512_maskz_loadu_ps(m1, B + k * ldb + 16);
+            for (int r = 0; r < mr; ++r) {
+                const __m512 a = _mm512_set1_ps(A[r * lda + k]);
+                c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
+                c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
             }
-            for (Py_ssize_t r = 0; r < mr; ++r)
-                for (Py_ssize_t j = 0; j < nr; ++j) C[(i0 + r) * ldc + j] = ct[r * CNNX_NR512 + j];
         }
-        free(bp);
+        for (int r = 0; r < mr; ++r) {
+            _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
+            _mm512_mask_storeu_ps(C + r * ldc + 16, m1, c1[r]);
+        }
     }
 
     CNNX_AVX512 __attribute__((unused))
@@ -261,8 +248,24 @@ cdef extern from *:
                 }
             }
         }
-        if (j0 < N)
-            cnnx_tail_512(M, N - j0, K, A, lda, B + j0, ldb, C + j0, ldc, accumulate);
+        if (j0 < N) {
+            const Py_ssize_t nr = N - j0;
+            const __mmask16 m0 = (__mmask16) (nr >= 16 ? 0xFFFF : (1u << nr) - 1u);
+            const __mmask16 m1 = (__mmask16) (nr <= 16 ? 0 : (1u << (nr - 16)) - 1u);
+            for (Py_ssize_t i0 = 0; i0 < M; i0 += CNNX_MR) {
+                const float *a = A + i0 * lda;
+                const float *b = B + j0;
+                float *c = C + i0 * ldc + j0;
+                switch (M - i0 < CNNX_MR ? M - i0 : CNNX_MR) {
+                    case 6: cnnx_tile_512m(6, K, a, lda, b, ldb, c, ldc, accumulate, m0, m1); break;
+                    case 5: cnnx_tile_512m(5, K, a, lda, b, ldb, c, ldc, accumulate, m0, m1); break;
+                    case 4: cnnx_tile_512m(4, K, a, lda, b, ldb, c, ldc, accumulate, m0, m1); break;
+                    case 3: cnnx_tile_512m(3, K, a, lda, b, ldb, c, ldc, accumulate, m0, m1); break;
+                    case 2: cnnx_tile_512m(2, K, a, lda, b, ldb, c, ldc, accumulate, m0, m1); break;
+                    default: cnnx_tile_512m(1, K, a, lda, b, ldb, c, ldc, accumulate, m0, m1); break;
+                }
+            }
+        }
     }
 
     /* The same register tile with B's rows given by offsets: row k of B is Bbase + boff[k]. With B a padded
