@@ -64,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--decoupled-wd", action="store_true", help="decoupled weight decay (SGDW/AdamW), not L2")
     t.add_argument("--schedule", choices=("cosine", "step", "constant"), default=d.schedule)
     t.add_argument(
-        "--augment", action="store_true", help="random shifts (+-2 px) and small affine distortions"
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=d.augment,
+        help="random shifts (+-2 px) and small affine distortions (default on)",
     )
     t.add_argument(
         "--dropout", type=_float, default=d.dropout, help="dropout after hidden FC layers (default 0)"
