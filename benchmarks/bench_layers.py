@@ -17,6 +17,9 @@ import os
 # numpy's OpenBLAS threads spin after each matmul of the golden model and steal the cores the kernels
 # being timed run on; one BLAS thread keeps the comparison about the kernels
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# idle OpenMP threads sleep instead of spinning (set before any OpenMP runtime starts; applies to cnnx and
+# torch alike): on cores shared with other jobs, spinning waiters otherwise cost whole scheduler slices
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import platform  # noqa: E402
@@ -206,7 +209,8 @@ def main(argv=None):
     print(f"cnnx {cnnx.__version__} bench_layers: LeNet-5 shapes, batch {args.batch}, float32")
     print(f"method: median of {args.reps} timed reps after {args.warmup} warm-up calls (golden model: "
           f"median of {args.golden_reps} reps, 1 warm-up); f+b = forward + backward (conv bwd includes dx);")
-    print(f"        {args.clock} clock; threads {args.threads} via cnnx.set_num_threads"
+    print(f"        {args.clock} clock; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
+          f"threads {args.threads} via cnnx.set_num_threads"
           + (" and torch.set_num_threads" if torch is not None else "") + "; ratios are from this run.")
     print(f"machine: {platform.processor() or platform.machine()}, {cnnx.get_num_threads()} default threads, "
           f"OpenMP {'on' if cnnx.openmp_enabled() else 'OFF'}; torch "
