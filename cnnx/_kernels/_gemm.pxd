@@ -403,7 +403,7 @@ cdef extern from *:
 
     /* One tile (mr, nc <= 4) of the batched NT product above. */
     CNNX_CLONES __attribute__((unused))
-    static void cnnx_sgemm_nt_tile(int mr, int nc, Py_ssize_t nbatch, Py_ssize_t K, const float *A,
+    static void cnnx_sgemm_nt_tile_v8(int mr, int nc, Py_ssize_t nbatch, Py_ssize_t K, const float *A,
                                    Py_ssize_t lda, Py_ssize_t sa, const float *B, Py_ssize_t ldb,
                                    const Py_ssize_t *boff, Py_ssize_t sb, float *C, Py_ssize_t ldc,
                                    int accumulate)
@@ -415,6 +415,76 @@ cdef extern from *:
             CNNX_NT_CASE(4, 1) CNNX_NT_CASE(4, 2) CNNX_NT_CASE(4, 3) CNNX_NT_CASE(4, 4)
             default: break;
         }
+    }
+    #if CNNX_HAVE_512
+    /* AVX-512 twin of cnnx_nt_tile: 16-float accumulators, the k remainder as one masked chunk. */
+    static inline CNNX_AVX512 __attribute__((always_inline)) void cnnx_nt_tile_512(
+        const int mr, const int nc, Py_ssize_t nbatch, Py_ssize_t K, const float *A, Py_ssize_t lda,
+        Py_ssize_t sa, const float *B, Py_ssize_t ldb, const Py_ssize_t *boff, Py_ssize_t sb, float *C,
+        Py_ssize_t ldc, int accumulate)
+    {
+        __m512 acc[4][4];
+        Py_ssize_t bo[4];
+        const Py_ssize_t kfull = K - K % 16;
+        const __mmask16 mt = (__mmask16) ((1u << (K % 16)) - 1u);
+        for (int q = 0; q < nc; ++q) bo[q] = boff != NULL ? boff[q] : q * ldb;
+        for (int r = 0; r < mr; ++r)
+            for (int q = 0; q < nc; ++q) acc[r][q] = _mm512_setzero_ps();
+        for (Py_ssize_t n = 0; n < nbatch; ++n) {
+            const float *a = A + n * sa, *b = B + n * sb;
+            for (Py_ssize_t k = 0; k < kfull; k += 16) {
+                __m512 av[4], bv[4];
+                for (int r = 0; r < mr; ++r) av[r] = _mm512_loadu_ps(a + r * lda + k);
+                for (int q = 0; q < nc; ++q) bv[q] = _mm512_loadu_ps(b + bo[q] + k);
+                for (int r = 0; r < mr; ++r)
+                    for (int q = 0; q < nc; ++q) acc[r][q] = _mm512_fmadd_ps(av[r], bv[q], acc[r][q]);
+            }
+            if (mt) {
+                __m512 av[4], bv[4];
+                for (int r = 0; r < mr; ++r) av[r] = _mm512_maskz_loadu_ps(mt, a + r * lda + kfull);
+                for (int q = 0; q < nc; ++q) bv[q] = _mm512_maskz_loadu_ps(mt, b + bo[q] + kfull);
+                for (int r = 0; r < mr; ++r)
+                    for (int q = 0; q < nc; ++q) acc[r][q] = _mm512_fmadd_ps(av[r], bv[q], acc[r][q]);
+            }
+        }
+        for (int r = 0; r < mr; ++r)
+            for (int q = 0; q < nc; ++q) {
+                const float s = _mm512_reduce_add_ps(acc[r][q]);
+                C[r * ldc + q] = accumulate ? C[r * ldc + q] + s : s;
+            }
+    }
+
+    #define CNNX_NT512_CASE(R, Q) case (R) * 8 + (Q): \
+        cnnx_nt_tile_512(R, Q, nbatch, K, A, lda, sa, B, ldb, boff, sb, C, ldc, accumulate); break;
+
+    CNNX_AVX512 __attribute__((unused))
+    static void cnnx_sgemm_nt_tile_512(int mr, int nc, Py_ssize_t nbatch, Py_ssize_t K, const float *A,
+                                       Py_ssize_t lda, Py_ssize_t sa, const float *B, Py_ssize_t ldb,
+                                       const Py_ssize_t *boff, Py_ssize_t sb, float *C, Py_ssize_t ldc,
+                                       int accumulate)
+    {
+        switch (mr * 8 + nc) {
+            CNNX_NT512_CASE(1, 1) CNNX_NT512_CASE(1, 2) CNNX_NT512_CASE(1, 3) CNNX_NT512_CASE(1, 4)
+            CNNX_NT512_CASE(2, 1) CNNX_NT512_CASE(2, 2) CNNX_NT512_CASE(2, 3) CNNX_NT512_CASE(2, 4)
+            CNNX_NT512_CASE(3, 1) CNNX_NT512_CASE(3, 2) CNNX_NT512_CASE(3, 3) CNNX_NT512_CASE(3, 4)
+            CNNX_NT512_CASE(4, 1) CNNX_NT512_CASE(4, 2) CNNX_NT512_CASE(4, 3) CNNX_NT512_CASE(4, 4)
+            default: break;
+        }
+    }
+    #endif
+
+    static inline __attribute__((unused)) void cnnx_sgemm_nt_tile(
+        int mr, int nc, Py_ssize_t nbatch, Py_ssize_t K, const float *A, Py_ssize_t lda, Py_ssize_t sa,
+        const float *B, Py_ssize_t ldb, const Py_ssize_t *boff, Py_ssize_t sb, float *C, Py_ssize_t ldc,
+        int accumulate)
+    {
+    #if CNNX_HAVE_512
+        if (cnnx_use512) {
+            cnnx_sgemm_nt_tile_512(mr, nc, nbatch, K, A, lda, sa, B, ldb, boff, sb, C, ldc, accumulate);
+            return;
+        }
+    #endif
+        cnnx_sgemm_nt_tile_v8(mr, nc, nbatch, K, A, lda, sa, B, ldb, boff, sb, C, ldc, accumulate);
     }
     """
     void gemm_init "cnnx_gemm_init"() noexcept nogil
