@@ -2,8 +2,9 @@
 # C (+)= A @ B for row-major A (M, K), B (K, N), C (M, N), each with its own leading dimension. Written as a
 # register-blocked 6x16 tile (12 eight-float accumulators, the classic AVX2 sgemm shape) with gcc vector
 # extensions, compiled three times by gcc's target_clones (x86-64-v4, x86-64-v3 AVX2+FMA, plain x86-64) with
-# the best picked at load time, because setup.py builds portable -O3 code without -march; on AVX-512 CPUs a
-# 6x32 twin with 16-float vectors runs instead (set CNNX_NO_AVX512=1 to compare). Other compilers and CPUs
+# the best picked at load time, because setup.py builds portable -O3 code without -march; on AVX-512 CPUs
+# twins with 16-float vectors run instead (6x32 tiles, masked column tails; NT tiles with a masked k tail;
+# set CNNX_NO_AVX512=1 to compare). Other compilers and CPUs
 # get the same C as portable code. Deterministic: each C element is summed over k in increasing order,
 # whatever thread calls it. Modules that cimport this call gemm_init() once at import.
 
