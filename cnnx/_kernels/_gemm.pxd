@@ -4,9 +4,9 @@
 # extensions, compiled three times by gcc's target_clones (x86-64-v4, x86-64-v3 AVX2+FMA, plain x86-64) with
 # the best picked at load time, because setup.py builds portable -O3 code without -march; on AVX-512 CPUs
 # twins with 16-float vectors run instead (6x32 tiles, masked column tails; NT tiles with a masked k tail;
-# set CNNX_NO_AVX512=1 to compare). Other compilers and CPUs
-# get the same C as portable code. Deterministic: each C element is summed over k in increasing order,
-# whatever thread calls it. Modules that cimport this call gemm_init() once at import.
+# set CNNX_NO_AVX512=1 to compare). Other compilers and CPUs get the same C as portable code.
+# Deterministic: each C element is summed in a fixed order whatever thread calls it, and the path is chosen
+# once per process. Modules that cimport this call gemm_init() once at import.
 
 cdef extern from *:
     """
