@@ -29,7 +29,6 @@ import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -104,24 +103,11 @@ def _per_image_cycles(core, n: int, total) -> np.ndarray:
 
 
 def import_sim():
-    """The co-simulation bridge `cnnx.sim`. An installed package maps the top-level `sim/` folder to
-    `cnnx.sim` (setup.py's package_dir); in a source tree without that install, register `sim/` here."""
-    try:
-        import cnnx.sim as sim
+    """The co-simulation bridge `cnnx.sim` (the top-level `sim/` folder, mapped into the package by setup.py),
+    imported only when the RTL is used so that the CPU paths work without pyverilator."""
+    import cnnx.sim as sim
 
-        return sim
-    except ImportError:
-        import importlib.util
-
-        src = Path(__file__).resolve().parent.parent / "sim" / "__init__.py"
-        if not src.exists():
-            raise
-        spec = importlib.util.spec_from_file_location("cnnx.sim", src,
-                                                      submodule_search_locations=[str(src.parent)])
-        sim = importlib.util.module_from_spec(spec)
-        sys.modules["cnnx.sim"] = sim
-        spec.loader.exec_module(sim)
-        return sim
+    return sim
 
 
 class RtlRunner:
