@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -292,11 +291,6 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "cosim": cmd_cosim, "profile":
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Must precede the first import of the OpenMP kernels (build_parser imports them). With the default
-    # (spinning) wait policy, 2 threads on 2 cores that other processes also use were measured 10x slower
-    # per batch than 1 thread (244 vs 19 ms for a LeNet-5 training step); sleeping waiters cure that and
-    # cost little when the cores are free. An explicit OMP_WAIT_POLICY in the environment wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -13,7 +13,8 @@ from cnnx.train import TrainConfig, fit  # noqa: E402
 def trained_mlp(tmp_path_factory):
     """A small MLP trained in the test itself: 3,000 images, one epoch (a few seconds)."""
     run = tmp_path_factory.mktemp("ptq_mlp")
-    fit(TrainConfig(model="mlp", epochs=1, limit=3000, batch_size=32, lr=0.05, seed=0, threads=2), run,
+    fit(TrainConfig(model="mlp", epochs=1, limit=3000, batch_size=32, lr=0.05, seed=0, threads=2,
+                    augment=False), run,
         progress=False, log=lambda *a, **k: None)
     from cnnx.checkpoint import load
 

@@ -11,7 +11,8 @@ def tiny_run_dir(tmp_path_factory):
     from cnnx.train import TrainConfig, fit
 
     run = tmp_path_factory.mktemp("tiny_lenet5")
-    fit(TrainConfig(model="lenet5", epochs=1, limit=2000, batch_size=32, lr=0.05, seed=0, threads=2), run,
+    fit(TrainConfig(model="lenet5", epochs=1, limit=2000, batch_size=32, lr=0.05, seed=0, threads=2,
+                    augment=False), run,
         progress=False, log=lambda *a, **k: None)
     return run
 
