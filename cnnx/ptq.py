@@ -31,6 +31,7 @@ import numpy as np
 
 from . import int8 as int8_cpu
 from . import quant, reference
+from ._atomic import atomic_write
 
 BACKENDS = ("cython", "numpy")
 
@@ -149,7 +150,6 @@ class QuantizedModel:
     def save(self, path) -> None:
         """One .npz: the int8/int32 arrays plus a JSON description of every layer (written atomically)."""
         import json
-        import os
 
         meta = {"format": 1, "input_scale": self.input_scale, "input_shape": list(self.input_shape),
                 "calibration": self.calibration, "layers": []}
@@ -161,10 +161,8 @@ class QuantizedModel:
                 d["rq"] = [layer.rq.mult, layer.rq.shift, layer.rq.relu]
                 arrays[f"w{i}"], arrays[f"b{i}"] = layer.w, layer.b
             meta["layers"].append(d)
-        path = str(path)
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-        os.replace(tmp, path)
+        with atomic_write(path) as f:
+            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
 
     @classmethod
     def load(cls, path) -> QuantizedModel:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import quant
-from .shapes import out_size
+from .shapes import check_array, out_size
 
 # ----------------------------------------------------------------------------------------------------------
 # int8 path (exact integers)
@@ -20,12 +20,7 @@ from .shapes import out_size
 
 
 def _as_int(name, a, dtype, ndim):
-    a = np.asarray(a)
-    if a.dtype != dtype:
-        raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
-    return a
+    return check_array(name, np.asarray(a), dtype, ndim)
 
 
 def conv2d_acc_int(x, w, b, stride=1, padding=0, floor_mode=False) -> np.ndarray:

@@ -47,3 +47,17 @@ def out_size(size: int, kernel: int, stride: int, padding: int, *, floor_mode: b
             "for PyTorch's floor behaviour"
         )
     return span // stride + 1
+
+
+def check_array(name: str, a, dtype, ndim: int, *, allow_empty: bool = True) -> np.ndarray:
+    """`a` itself when it is a numpy array of `dtype` with `ndim` dimensions; else TypeError/ValueError
+    naming what was expected and what came."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array of {np.dtype(dtype).name}, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
+    if not allow_empty and 0 in a.shape:
+        raise ValueError(f"{name} must not be empty, got shape {a.shape}")
+    return a

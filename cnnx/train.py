@@ -20,7 +20,6 @@ import json
 import math
 import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint, data, models, nn, optim
+from ._atomic import atomic_write
 from ._threads import set_num_threads
 
 METRICS_NAME = "metrics.json"
@@ -184,17 +184,9 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 10
 # files
 # ---------------------------------------------------------------------------------------------------------
 def write_json_atomic(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
 
 
 def write_plots(run_dir: Path, history: list[dict], model, confusion) -> list[str]:

@@ -21,7 +21,7 @@ import numpy as np
 
 from cnnx import cycles as cycle_model
 from cnnx import quant
-from cnnx.shapes import check_positive_int, out_size
+from cnnx.shapes import check_array, check_positive_int, out_size
 
 from . import builder as _build
 
@@ -51,16 +51,6 @@ def _batch_words(x: np.ndarray) -> np.ndarray:
     if pad:
         flat = np.concatenate([flat, np.zeros((n, pad), np.uint8)], axis=1)
     return np.ascontiguousarray(flat).view("<u4").astype(np.uint32).reshape(n, -1)
-
-
-def _check_array(name, a, dtype, ndim) -> np.ndarray:
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array of {np.dtype(dtype).name}, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise TypeError(f"{name} must be {np.dtype(dtype).name}, got {a.dtype}")
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
-    return a
 
 
 def _limit(what: str, size: int, limit: int, param: str) -> None:
@@ -311,15 +301,15 @@ class ConvCore(_Core):
         super().__init__(driver, trace, params)
 
     def run(self, x, w, b, rq: quant.Requant, stride: int = 1, padding: int = 0):
-        x = _check_array("x", x, np.int8, 4)
-        w = _check_array("w", w, np.int8, 4)
+        x = check_array("x", x, np.int8, 4)
+        w = check_array("w", w, np.int8, 4)
         N, C, H, W = x.shape
         F, C2, KH, KW = w.shape
         if C2 != C:
             raise ValueError(f"weight expects {C2} input channels, input has {C}")
         if N < 1 or min(C, H, W, F, KH, KW) < 1:
             raise ValueError(f"empty layer: x {x.shape}, w {w.shape}")
-        b = np.zeros(F, np.int32) if b is None else _check_array("b", b, np.int32, 1)
+        b = np.zeros(F, np.int32) if b is None else check_array("b", b, np.int32, 1)
         if b.shape != (F,):
             raise ValueError(f"bias must have shape ({F},), got {b.shape}")
         if not isinstance(rq, quant.Requant):
@@ -359,8 +349,8 @@ class ConvCore(_Core):
         pixels of one 1 x G map (as many as the buffers hold), so every row works and each weight is read
         once per G images; `last_cycles` then lists the cycles of each run of G images
         (`cnnx.cycles.linear_cycles(IN, OUT, rows, cols, batch=G)`)."""
-        x = _check_array("x", x, np.int8, 2)
-        w = _check_array("w", w, np.int8, 2)
+        x = check_array("x", x, np.int8, 2)
+        w = check_array("w", w, np.int8, 2)
         if not batch_as_pixels:
             y, total = self.run(x[:, :, None, None], w[:, :, None, None], b, rq)
             return np.ascontiguousarray(y[:, :, 0, 0]), total
@@ -402,7 +392,7 @@ class PoolCore(_Core):
         super().__init__(driver, trace, params)
 
     def run(self, x, kernel: int, stride: int | None = None, mode: str = "max"):
-        x = _check_array("x", x, np.int8, 4)
+        x = check_array("x", x, np.int8, 4)
         N, C, H, W = x.shape
         if N < 1 or min(C, H, W) < 1:
             raise ValueError(f"empty input: x {x.shape}")
