@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--array", default="8x8", help="systolic array ROWSxCOLS (default 8x8)")
     c.add_argument("--workers", type=_positive_int, default=None, help="parallel simulators (default: cores)")
     c.add_argument("--driver", choices=("fast", "python"), default="fast")
+    c.add_argument("--golden-images", type=_positive_int, default=None,
+                   help="images also run through the slow NumPy golden model (default min(N, 200))")
+    c.add_argument("--corrupt-rtl-layer", type=int, default=None, metavar="K",
+                   help="change one weight of layer K on the RTL side only, to see the check catch it")
     c.add_argument("--json", action="store_true")
 
     r = sub.add_parser("profile", help="per-layer CPU/RTL profile of a run (cnnx.profile)")

@@ -535,14 +535,14 @@ def cli_cosim(args) -> int:
     tensor matched, 1 on any int8 mismatch, 2 on bad input."""
     try:
         res = cosim_run_dir(
-            getattr(args, "run_dir", None) or args.RUN_DIR,
-            n_images=int(getattr(args, "images", 1000) or 1000),
-            array=parse_array(getattr(args, "array", "8x8") or "8x8"),
-            workers=getattr(args, "workers", None),
-            driver=getattr(args, "driver", "fast") or "fast",
-            golden_images=getattr(args, "golden_images", None),
-            corrupt_rtl_layer=getattr(args, "corrupt_rtl_layer", None),
-            progress=not getattr(args, "json", False),
+            args.run_dir,
+            n_images=args.images,
+            array=parse_array(args.array),
+            workers=args.workers,
+            driver=args.driver,
+            golden_images=args.golden_images,
+            corrupt_rtl_layer=args.corrupt_rtl_layer,
+            progress=not args.json,
         )
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"cnnx cosim: error: {e}", file=sys.stderr)
@@ -554,7 +554,7 @@ def cli_cosim(args) -> int:
     except RuntimeError as e:  # a worker or the simulator failed: the check did not pass
         print(f"cnnx cosim: {e}", file=sys.stderr)
         return 1
-    if getattr(args, "json", False):
+    if args.json:
         print(json.dumps(res.to_dict()))
     else:
         print(res.table())

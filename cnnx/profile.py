@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _threads, ptq
+from ._atomic import atomic_write
 from ._threads import set_num_threads
 from .harness import RtlRunner, calibration_images, layer_macs, layers_for_groups, parse_array
 
@@ -242,14 +243,11 @@ def profile_run_dir(run_dir, n_images: int = 16, **kwargs) -> dict:
 
 def cli_profile(args) -> int:
     """`cnnx profile RUN_DIR --array 8x8 --clock-mhz 200 --out DIR --images N --json`."""
-    run_dir = getattr(args, "run_dir", None) or args.RUN_DIR
-    out = getattr(args, "out", None) or str(Path(run_dir) / "profile")
+    run_dir = args.run_dir
+    out = args.out or str(Path(run_dir) / "profile")
     try:
-        prof = profile_run_dir(
-            run_dir, n_images=int(getattr(args, "images", 16) or 16),
-            array=parse_array(getattr(args, "array", "8x8") or "8x8"),
-            clock_mhz=float(getattr(args, "clock_mhz", 200.0) or 200.0),
-        )
+        prof = profile_run_dir(run_dir, n_images=args.images, array=parse_array(args.array),
+                               clock_mhz=args.clock_mhz)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"cnnx profile: error: {e}", file=sys.stderr)
         return 2
@@ -261,8 +259,9 @@ def cli_profile(args) -> int:
         print(f"cnnx profile: {e}", file=sys.stderr)
         return 1
     prof["charts"] = write_charts(prof, out)
-    Path(out, "profile.json").write_text(json.dumps(prof, indent=1))
-    if getattr(args, "json", False):
+    with atomic_write(Path(out, "profile.json"), "w") as f:
+        json.dump(prof, f, indent=1)
+    if args.json:
         print(json.dumps(prof))
     else:
         print(format_table(prof))

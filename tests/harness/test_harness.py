@@ -1,12 +1,12 @@
 """The cross-check harness (cnnx.harness) and profiler (cnnx.profile) on a tiny model trained in the test."""
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 
 from cnnx import harness, profile, quant
+from cnnx.cli import build_parser
 
 
 def have_sim() -> bool:
@@ -20,11 +20,17 @@ def have_sim() -> bool:
 needs_sim = pytest.mark.skipif(not have_sim(), reason="cnnx.sim (the RTL bridge) is not available")
 
 
-def _args(run_dir, **kw):
-    base = dict(run_dir=str(run_dir), images=24, array="8x8", workers=1, driver="fast", json=True,
-                golden_images=8, corrupt_rtl_layer=None, clock_mhz=200.0, out=None)
+def _args(command, run_dir, **kw):
+    """The CLI's own parsed arguments (so the names cannot drift from cnnx/cli.py), with small overrides."""
+    args = build_parser().parse_args([command, str(run_dir)])
+    base = dict(images=24, json=True)
+    if command == "cosim":
+        base.update(workers=1, golden_images=8)
     base.update(kw)
-    return argparse.Namespace(**base)
+    for k, v in base.items():
+        assert hasattr(args, k), k
+        setattr(args, k, v)
+    return args
 
 
 def test_cpu_paths_agree(tiny):
@@ -91,13 +97,13 @@ def test_rtl_bit_identical_inline(tiny):
 @pytest.mark.rtl
 @needs_sim
 def test_cli_cosim_two_workers_and_corruption_caught(tiny_run_dir, capsys):
-    assert harness.cli_cosim(_args(tiny_run_dir, workers=2, images=12)) == 0
+    assert harness.cli_cosim(_args("cosim", tiny_run_dir, workers=2, images=12)) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_images"] == 12 and out["workers"] == 2 and not out["int8_mismatch"]
     assert all(r["rtl_identical"] == 12 for r in out["layers"])
 
     # a wrong weight sent to the RTL (conv2, layer 2) must be caught and reported, with a non-zero exit
-    assert harness.cli_cosim(_args(tiny_run_dir, images=12, corrupt_rtl_layer=2, json=False)) == 1
+    assert harness.cli_cosim(_args("cosim", tiny_run_dir, images=12, corrupt_rtl_layer=2, json=False)) == 1
     text = capsys.readouterr().out
     assert "MISMATCH" in text and "RESULT: INT8 MISMATCH" in text
     assert "layer 2" in text
@@ -107,7 +113,7 @@ def test_cli_cosim_two_workers_and_corruption_caught(tiny_run_dir, capsys):
 @needs_sim
 def test_cli_profile_writes_pngs_and_json(tiny_run_dir, tmp_path, capsys):
     out = tmp_path / "prof"
-    assert profile.cli_profile(_args(tiny_run_dir, images=4, out=str(out))) == 0
+    assert profile.cli_profile(_args("profile", tiny_run_dir, images=4, out=str(out))) == 0
     printed = json.loads(capsys.readouterr().out)
     assert (out / "layers.png").exists() and (out / "sweep.png").exists()
     saved = json.loads((out / "profile.json").read_text())
@@ -141,6 +147,6 @@ def test_rtl_average_pooling_model(tiny):
 
 
 def test_cli_bad_input_exit_code_2(tmp_path, capsys):
-    assert harness.cli_cosim(_args(tmp_path / "missing")) == 2
-    assert profile.cli_profile(_args(tmp_path / "missing", out=str(tmp_path / "p"))) == 2
+    assert harness.cli_cosim(_args("cosim", tmp_path / "missing")) == 2
+    assert profile.cli_profile(_args("profile", tmp_path / "missing", out=str(tmp_path / "p"))) == 2
     assert "error" in capsys.readouterr().err
