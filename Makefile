@@ -19,7 +19,7 @@ test: setup lint
 
 lint:
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/cython-lint cnnx/_kernels
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cython-lint cnnx/_kernels  # it runs pycodestyle from PATH
 	for f in verilog/*.v; do verilator --lint-only -Wall -Iverilog $$f || exit 1; done
 
 bench: setup
