@@ -156,7 +156,7 @@ def format_table(prof: dict) -> str:
     lines = [
         f"profile: array {prof['array']} at {prof['clock_mhz']} MHz; CPU times are best of {prof['repeats']} "
         f"on {prof['images']} images (per image, microseconds); RTL cycles measured on {prof['rtl_images']} "
-        "images",
+        "images; CPU/RTL = best int8 Cython time / RTL time at the clock (> 1: the core is faster)",
         f"{'#':>2} {'layer':<13} {'fl 1T':>8} {'fl 2T':>8} {'i8 1T':>8} {'i8 2T':>8} {'numpy':>9} "
         f"{'RTL cyc':>8} {'model':>8} {'RTL us':>8} {'CPU/RTL':>8} {'util':>6}",
     ]
@@ -171,7 +171,8 @@ def format_table(prof: dict) -> str:
     t = prof["totals"]
     lines.append(f"   {'total':<13} {t['float_cython_1t_us']:8.1f} {t['float_cython_2t_us']:8.1f} "
                  f"{t['int8_cython_1t_us']:8.1f} {t['int8_cython_2t_us']:8.1f} {t['int8_numpy_us']:9.1f} "
-                 f"{t['rtl_cycles']:8.0f} {'':>8} {t['rtl_us']:8.2f}")
+                 f"{t['rtl_cycles']:8.0f} {'':>8} {t['rtl_us']:8.2f} "
+                 f"{min(t['int8_cython_1t_us'], t['int8_cython_2t_us']) / t['rtl_us']:8.2f}")
     lines.append("array sweep (cycle model): " + "; ".join(
         f"{s['array']}: {s['total_cycles']} cycles = {s['time_us']:.2f} us, "
         f"util {f(s['mac_utilisation'], '.2f')}"
