@@ -26,6 +26,16 @@ import cnnx  # noqa: E402
 from cnnx import data, models, nn, optim  # noqa: E402
 
 
+def _images_per_second(step, n, batch, warmup):
+    """Untimed warm-up batches, then one timed pass of `step(i)` over n images."""
+    for i in range(warmup):
+        step(i * batch)
+    t0 = time.perf_counter()
+    for i in range(0, n, batch):
+        step(i)
+    return n / (time.perf_counter() - t0)
+
+
 def bench_cnnx(x, y, batch, threads, warmup):
     cnnx.set_num_threads(threads)
     model = models.build_model("lenet5", seed=0)
@@ -40,12 +50,7 @@ def bench_cnnx(x, y, batch, threads, warmup):
         model.backward(loss_fn.backward())
         opt.step()
 
-    for i in range(warmup):
-        step(i * batch)
-    t0 = time.perf_counter()
-    for i in range(0, len(x), batch):
-        step(i)
-    return len(x) / (time.perf_counter() - t0)
+    return _images_per_second(step, len(x), batch, warmup)
 
 
 def bench_torch(x, y, batch, threads, warmup):
@@ -70,12 +75,7 @@ def bench_torch(x, y, batch, threads, warmup):
         loss.backward()
         opt.step()
 
-    for i in range(warmup):
-        step(i * batch)
-    t0 = time.perf_counter()
-    for i in range(0, len(x), batch):
-        step(i)
-    return len(x) / (time.perf_counter() - t0)
+    return _images_per_second(step, len(x), batch, warmup)
 
 
 def main(argv=None) -> int:

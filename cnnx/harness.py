@@ -530,6 +530,22 @@ def cosim_run_dir(run_dir, n_images: int = 1000, **kwargs) -> CosimResult:
     return run_cosim(model, images[:n_images], labels[:n_images], qmodel=qmodel, **kwargs)
 
 
+def cli_error(command: str, e: Exception) -> int:
+    """Report an exception of `cnnx cosim|profile` on stderr and give its exit code: 2 for bad input or a
+    missing RTL bridge, 1 when a worker or the simulator failed (the check did not pass). Others re-raise."""
+    if isinstance(e, ValueError | TypeError | FileNotFoundError):
+        print(f"cnnx {command}: error: {e}", file=sys.stderr)
+        return 2
+    if isinstance(e, ImportError):
+        print(f"cnnx {command}: the RTL bridge cannot be loaded ({e}); it needs Verilator and pyverilator-mm",
+              file=sys.stderr)
+        return 2
+    if isinstance(e, RuntimeError):
+        print(f"cnnx {command}: {e}", file=sys.stderr)
+        return 1
+    raise e
+
+
 def cli_cosim(args) -> int:
     """`cnnx cosim RUN_DIR --images N --array 8x8 --workers K --driver fast|python --json`: 0 when every int8
     tensor matched, 1 on any int8 mismatch, 2 on bad input."""
@@ -544,16 +560,8 @@ def cli_cosim(args) -> int:
             corrupt_rtl_layer=args.corrupt_rtl_layer,
             progress=not args.json,
         )
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"cnnx cosim: error: {e}", file=sys.stderr)
-        return 2
-    except ImportError as e:
-        print(f"cnnx cosim: the RTL bridge cannot be loaded ({e}); it needs Verilator and pyverilator-mm",
-              file=sys.stderr)
-        return 2
-    except RuntimeError as e:  # a worker or the simulator failed: the check did not pass
-        print(f"cnnx cosim: {e}", file=sys.stderr)
-        return 1
+    except Exception as e:
+        return cli_error("cosim", e)
     if args.json:
         print(json.dumps(res.to_dict()))
     else:

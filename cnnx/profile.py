@@ -16,7 +16,6 @@ Timings are wall-clock on a shared machine: noisy, so read them as ratios measur
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import numpy as np
 from . import _threads, ptq
 from ._atomic import atomic_write
 from ._threads import set_num_threads
-from .harness import RtlRunner, calibration_images, layer_macs, layers_for_groups, parse_array
+from .harness import RtlRunner, calibration_images, cli_error, layer_macs, layers_for_groups, parse_array
 
 SWEEP = ((4, 4), (8, 8), (16, 16), (32, 32))
 
@@ -249,16 +248,8 @@ def cli_profile(args) -> int:
     try:
         prof = profile_run_dir(run_dir, n_images=args.images, array=parse_array(args.array),
                                clock_mhz=args.clock_mhz)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"cnnx profile: error: {e}", file=sys.stderr)
-        return 2
-    except ImportError as e:
-        print(f"cnnx profile: the RTL bridge cannot be loaded ({e}); it needs Verilator and pyverilator-mm",
-              file=sys.stderr)
-        return 2
-    except RuntimeError as e:
-        print(f"cnnx profile: {e}", file=sys.stderr)
-        return 1
+    except Exception as e:
+        return cli_error("profile", e)
     prof["charts"] = write_charts(prof, out)
     with atomic_write(Path(out, "profile.json"), "w") as f:
         json.dump(prof, f, indent=1)
