@@ -11,10 +11,25 @@
 
 from __future__ import annotations
 
+import os
 import types
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Hypothesis profiles, chosen once here by CNNX_HYPOTHESIS_PROFILE: "ci" (the default, and what `make test`
+# and CI run) is derandomised, so a run is reproducible and CI never flakes on a new draw; "dev" draws fresh
+# random examples each run (and 10x more of them, see `hypothesis_examples`) for a longer local hunt.
+settings.register_profile("ci", derandomize=True, deadline=None, database=None, print_blob=True)
+settings.register_profile("dev", deadline=None, print_blob=True)
+HYPOTHESIS_PROFILE = os.environ.get("CNNX_HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def hypothesis_examples(n: int) -> int:
+    """`n` examples under the "ci" profile, 10*n under "dev"."""
+    return n * 10 if HYPOTHESIS_PROFILE == "dev" else n
 
 FLOAT_RTOL = 1e-5
 FLOAT_ATOL = 1e-5
