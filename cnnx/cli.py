@@ -39,14 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="cnnx", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,eval,cosim,profile}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,eval,cosim,profile,import}")
 
     t = sub.add_parser(
         "train",
         help="train a model on MNIST and write a run directory",
         description="Train on MNIST; writes checkpoint.npz, metrics.json and PNG plots to --out.",
     )
-    t.add_argument("--model", default=d.model, help=f"one of {', '.join(models.MODELS)} (default {d.model})")
+    t.add_argument("--model", default=None,
+                   help=f"one of {', '.join(models.MODELS)} (default {d.model}; with --resume: the run's)")
+    t.add_argument("--data", default=None, metavar="FILE.npz",
+                   help="dataset x_train, y_train, x_test, y_test (uint8 images; default MNIST)")
     t.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
     t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
     t.add_argument(
@@ -92,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("path", metavar="RUN_DIR|CHECKPOINT")
     e.add_argument("--images", type=_positive_int, default=None, help="only the first N test images")
     e.add_argument("--threads", type=_positive_int, default=None)
+    e.add_argument("--data", default=None, metavar="FILE.npz", help="score on this dataset's test split")
     e.add_argument("--json", action="store_true")
 
     c = sub.add_parser("cosim", help="co-simulate the int8 model on the RTL cores (cnnx.harness)")
@@ -104,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images also run through the slow NumPy golden model (default min(N, 200))")
     c.add_argument("--corrupt-rtl-layer", type=int, default=None, metavar="K",
                    help="change one weight of layer K on the RTL side only, to see the check catch it")
+    c.add_argument("--data", default=None, metavar="FILE.npz", help="use this dataset (default: the run's)")
     c.add_argument("--json", action="store_true")
 
     r = sub.add_parser("profile", help="per-layer CPU/RTL profile of a run (cnnx.profile)")
@@ -114,7 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--out", default=None, help="output directory (default RUN_DIR/profile)")
     r.add_argument("--images", type=_positive_int, default=16, help="test images (default 16)")
+    r.add_argument("--data", default=None, metavar="FILE.npz", help="use this dataset (default: the run's)")
     r.add_argument("--json", action="store_true")
+
+    from .io.cli import add_import_parser
+
+    add_import_parser(sub)
     return p
 
 
@@ -136,7 +146,7 @@ class _Out:
 
 
 def format_confusion(conf) -> str:
-    lines = ["true\\pred " + " ".join(f"{j:>5d}" for j in range(10))]
+    lines = ["true\\pred " + " ".join(f"{j:>5d}" for j in range(len(conf)))]
     for i, row in enumerate(conf):
         lines.append(f"{i:>9d} " + " ".join(f"{v:>5d}" for v in row))
     return "\n".join(lines)
@@ -148,8 +158,16 @@ def cmd_train(args) -> int:
 
     out = _Out(args.json)
     lr = args.lr if args.lr is not None else (0.001 if args.optimizer == "adam" else TrainConfig.lr)
+    run_dir = Path(args.out or f"runs/{args.model or TrainConfig.model}")
+    model_name = args.model or TrainConfig.model
+    if args.resume and args.model is None:  # resume whatever the run holds (an imported model, say)
+        try:
+            model_name = checkpoint.read(run_dir)["model_name"]
+        except checkpoint.CheckpointError as e:
+            return out.error("train", str(e))
     cfg = TrainConfig(
-        model=args.model,
+        model=model_name,
+        data=args.data,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=lr,
@@ -165,7 +183,6 @@ def cmd_train(args) -> int:
         limit=args.limit,
         n_val=args.n_val,
     )
-    run_dir = Path(args.out or f"runs/{args.model}")
     # Everything is checked before the first byte is written.
     try:
         cfg.validate()
@@ -204,7 +221,7 @@ def cmd_train(args) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop (the final evaluation)
         print(f"cnnx train: interrupted; the last epoch's checkpoint is in {run_dir}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ValueError, checkpoint.CheckpointError, data.MnistError) as e:
+    except (ValueError, checkpoint.CheckpointError, data.MnistError) as e:  # DatasetError is a ValueError
         return out.error("train", str(e))
 
     out.say(
@@ -245,15 +262,18 @@ def cmd_eval(args) -> int:
         model, info = checkpoint.load(args.path)
     except checkpoint.CheckpointError as e:
         return out.error("eval", str(e))
+    from .io import dataset, preprocess
+
     if args.threads:
         set_num_threads(args.threads)
     try:
-        images, labels = data.load_mnist("test")
-    except data.MnistError as e:
+        images, labels = dataset.eval_split(info["meta"], args.data)
+        prep = preprocess.of_meta(info["meta"])
+        if args.images:
+            images, labels = images[: args.images], labels[: args.images]
+        res = evaluate(model, images, labels, preprocess=prep)
+    except (data.MnistError, ValueError, TypeError) as e:  # DatasetError is a ValueError
         return out.error("eval", str(e))
-    if args.images:
-        images, labels = images[: args.images], labels[: args.images]
-    res = evaluate(model, images, labels)
     out.say(f"{info['path']}: model {info['model_name']}, epoch {info['epoch']}")
     out.say(
         f"test accuracy {100 * res['accuracy']:.2f} % (error {100 * res['error']:.2f} %) "
@@ -291,7 +311,14 @@ def cmd_profile(args) -> int:
     return cli_profile(args)
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "cosim": cmd_cosim, "profile": cmd_profile}
+def cmd_import(args) -> int:
+    from .io.cli import cli_import
+
+    return cli_import(args, _Out(args.json))
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "cosim": cmd_cosim, "profile": cmd_profile,
+            "import": cmd_import}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -322,15 +322,18 @@ def _split(n: int, k: int) -> list[tuple[int, int]]:
 def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.QuantizedModel | None = None,
               calib_images=None, array: tuple[int, int] = (8, 8), workers: int | None = None,
               driver: str = "fast", golden_images: int | None = None, batch: int = 250,
-              corrupt_rtl_layer: int | None = None, rtl: bool = True, progress: bool = True) -> CosimResult:
-    """Run `images` (uint8 (N, 28, 28)) through every path and compare; see the module docstring."""
+              corrupt_rtl_layer: int | None = None, rtl: bool = True, progress: bool = True,
+              preprocess=None) -> CosimResult:
+    """Run `images` (uint8 (N, H, W) or (N, C, H, W)) through every path and compare; see the module
+    docstring. The pixels become floats by the quantised model's stored preprocessing (`preprocess`, a
+    `cnnx.io.preprocess.Preprocess`, when the model is quantised here; MNIST's when none is given)."""
     from tqdm import tqdm
 
     t0 = time.perf_counter()
     images = np.asarray(images)
     labels = np.asarray(labels)
     if images.dtype != np.uint8 or images.ndim not in (3, 4):
-        raise TypeError(f"images must be uint8 (N, 28, 28) or (N, 1, H, W), got {images.dtype} "
+        raise TypeError(f"images must be uint8 (N, H, W) or (N, C, H, W), got {images.dtype} "
                         f"{images.shape}")
     n = images.shape[0]
     if n == 0 or labels.shape != (n,):
@@ -343,7 +346,7 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
     if qmodel is None:
         if calib_images is None:
             raise ValueError("pass a quantised model (qmodel=) or calibration images (calib_images=)")
-        qmodel = ptq.quantize_model(model, calib_images)
+        qmodel = ptq.quantize_model(model, calib_images, preprocess=preprocess)
     x_int8 = qmodel.quantize_input(images)
 
     # 1. the int8-cython and RTL paths over all N: in spawned workers (or inline for one worker)
@@ -369,7 +372,7 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
 
     def cpu_paths():
         try:
-            x_float = qmodel_float_input(images)
+            x_float = qmodel_float_input(images, qmodel)
             if hasattr(model, "eval"):
                 model.eval()
             chunks_fl = [float_traces(model, x_float[a : a + 1000], golden=False)[-1]
@@ -488,8 +491,11 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
     )
 
 
-def qmodel_float_input(images: np.ndarray) -> np.ndarray:
-    """uint8 MNIST images -> the float model's normalised float32 input (N, 1, 28, 28)."""
+def qmodel_float_input(images: np.ndarray, qmodel: ptq.QuantizedModel | None = None) -> np.ndarray:
+    """uint8 images -> the float model's float32 input (N, C, H, W), by `qmodel`'s stored preprocessing
+    (MNIST's without one)."""
+    if qmodel is not None:
+        return qmodel.to_float(images)
     from .data import to_float
 
     return to_float(images)
@@ -509,24 +515,36 @@ def parse_array(text) -> tuple[int, int]:
     return rows, cols
 
 
-def calibration_images(n: int = 500) -> np.ndarray:
-    """The first `n` TRAINING images: calibration never sees the test set it is scored on."""
-    from .data import load_mnist
+def calibration_images(n: int = 500, meta: dict | None = None, data=None) -> np.ndarray:
+    """The first `n` TRAINING images of a run's dataset (`meta`: its checkpoint's metadata; `data`: a
+    dataset file overriding it; MNIST when neither names one): calibration never sees the test set."""
+    from .io import dataset
 
-    return load_mnist("train")[0][:n]
+    return dataset.calibration_images(meta, data, n)
 
 
-def cosim_run_dir(run_dir, n_images: int = 1000, **kwargs) -> CosimResult:
-    """Load the checkpoint in `run_dir`, quantise it on 500 training images, co-simulate `n_images` test
-    images."""
+def load_run(run_dir, data=None):
+    """(float model, its quantised form, test images, test labels) of a run directory: the checkpoint's
+    stored preprocessing and dataset (or `data`, a dataset .npz) are used; MNIST's for older runs."""
     from .checkpoint import load
-    from .data import load_mnist
+    from .io import dataset, preprocess
 
-    model, _info = load(run_dir)
-    images, labels = load_mnist("test")
+    model, info = load(run_dir)
+    prep = preprocess.of_meta(info["meta"])
+    images, labels = dataset.eval_split(info["meta"], data)
+    calib = calibration_images(500, info["meta"], data)
+    qmodel = ptq.quantize_model(model, calib, preprocess=prep)
+    if tuple(images.shape[1:]) != tuple(qmodel.input_shape) and images.ndim == 3:
+        images = images[:, None]
+    return model, qmodel, images, labels
+
+
+def cosim_run_dir(run_dir, n_images: int = 1000, data=None, **kwargs) -> CosimResult:
+    """Load the checkpoint in `run_dir`, quantise it on 500 training images of its dataset, co-simulate
+    `n_images` test images."""
+    model, qmodel, images, labels = load_run(run_dir, data)
     if not 1 <= n_images <= len(images):
         raise ValueError(f"--images must be in [1, {len(images)}], got {n_images}")
-    qmodel = ptq.quantize_model(model, calibration_images())
     return run_cosim(model, images[:n_images], labels[:n_images], qmodel=qmodel, **kwargs)
 
 
@@ -559,6 +577,7 @@ def cli_cosim(args) -> int:
             golden_images=args.golden_images,
             corrupt_rtl_layer=args.corrupt_rtl_layer,
             progress=not args.json,
+            data=getattr(args, "data", None),
         )
     except Exception as e:
         return cli_error("cosim", e)

@@ -24,7 +24,7 @@ import numpy as np
 from . import _threads, ptq
 from ._atomic import atomic_write
 from ._threads import set_num_threads
-from .harness import RtlRunner, calibration_images, cli_error, layer_macs, layers_for_groups, parse_array
+from .harness import RtlRunner, cli_error, layer_macs, layers_for_groups, parse_array
 
 SWEEP = ((4, 4), (8, 8), (16, 16), (32, 32))
 
@@ -54,13 +54,12 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
     n = len(images)
     if n == 0:
         raise ValueError("need at least one image to profile")
-    from .data import to_float
 
     if hasattr(model, "eval"):
         model.eval()
     float_layers = ptq.layers_of(model)
     groups = layers_for_groups(qmodel)  # int8 layer i <- float layers groups[i]
-    x_float = to_float(images)
+    x_float = qmodel.to_float(images)  # the model's stored preprocessing (MNIST's for older runs)
     x_int8 = qmodel.quantize_input(images)
 
     # inputs of every float layer and every int8 layer, computed once
@@ -229,15 +228,12 @@ def write_charts(prof: dict, out_dir) -> list[str]:
     return [str(p1), str(p2)]
 
 
-def profile_run_dir(run_dir, n_images: int = 16, **kwargs) -> dict:
-    from .checkpoint import load
-    from .data import load_mnist
+def profile_run_dir(run_dir, n_images: int = 16, data=None, **kwargs) -> dict:
+    from .harness import load_run
 
-    model, _info = load(run_dir)
-    images = load_mnist("test")[0]
+    model, qmodel, images, _labels = load_run(run_dir, data)
     if not 1 <= n_images <= len(images):
         raise ValueError(f"--images must be in [1, {len(images)}], got {n_images}")
-    qmodel = ptq.quantize_model(model, calibration_images())
     return profile_model(model, qmodel, images[:n_images], **kwargs)
 
 
@@ -247,7 +243,7 @@ def cli_profile(args) -> int:
     out = args.out or str(Path(run_dir) / "profile")
     try:
         prof = profile_run_dir(run_dir, n_images=args.images, array=parse_array(args.array),
-                               clock_mhz=args.clock_mhz)
+                               clock_mhz=args.clock_mhz, data=getattr(args, "data", None))
     except Exception as e:
         return cli_error("profile", e)
     prof["charts"] = write_charts(prof, out)

@@ -1,8 +1,9 @@
 """Post-training quantisation: a trained float `Sequential` -> a `QuantizedModel` that runs in int8.
 
 The scheme is `cnnx.quant`'s (symmetric, zero point 0, per-tensor scales):
-  * the input is quantised at a FIXED scale: the largest |value| `cnnx.data.to_float` can produce (pixel 255)
-    maps to 127, so every image uses the same scale and no calibration statistic leaks into it;
+  * the input is quantised at a FIXED scale: the largest |value| the model's preprocessing
+    (`cnnx.io.preprocess`, MNIST's by default) can produce maps to 127, so every image uses the same scale and
+    no calibration statistic leaks into it;
   * each Conv2d/Linear gets int8 weights at `quant.symmetric_scale(w)` and an int32 bias at s_in * s_w
     (`quant.quantize_bias`);
   * each Conv2d/Linear's output scale comes from calibration: the float activations (after the ReLU when one
@@ -98,6 +99,14 @@ class QuantizedModel:
     layers: list[QLayer]
     input_shape: tuple = ()
     calibration: dict = field(default_factory=dict)
+    # how uint8 images become the float input ({"mean", "std"} of cnnx.io.preprocess); None: MNIST's
+    preprocess: dict | None = None
+
+    def to_float(self, images) -> np.ndarray:
+        """uint8 images -> the float model's input, by this model's stored preprocessing."""
+        from .io.preprocess import of_meta
+
+        return of_meta({"preprocess": self.preprocess}).to_float(images)
 
     def quantize_input(self, x) -> np.ndarray:
         """uint8 images (N, 28, 28) / (N, 1, H, W) (normalised by `cnnx.data.to_float`), float32 (N, C, H, W)
@@ -106,9 +115,7 @@ class QuantizedModel:
         if x.dtype == np.int8:
             q = x
         elif x.dtype == np.uint8:
-            from .data import to_float
-
-            q = quant.quantize(to_float(x), self.input_scale)
+            q = quant.quantize(self.to_float(x), self.input_scale)
         elif x.dtype.kind == "f":
             q = quant.quantize(x, self.input_scale)
         else:
@@ -152,7 +159,7 @@ class QuantizedModel:
         import json
 
         meta = {"format": 1, "input_scale": self.input_scale, "input_shape": list(self.input_shape),
-                "calibration": self.calibration, "layers": []}
+                "calibration": self.calibration, "preprocess": self.preprocess, "layers": []}
         arrays = {}
         for i, layer in enumerate(self.layers):
             d = {k: getattr(layer, k) for k in ("kind", "name", "scale", "w_scale", "stride", "padding",
@@ -180,7 +187,8 @@ class QuantizedModel:
                     layer.rq = quant.Requant(*rq)
                     layer.w, layer.b = f[f"w{i}"], f[f"b{i}"]
                 layers.append(layer)
-        return cls(meta["input_scale"], layers, tuple(meta["input_shape"]), meta["calibration"])
+        return cls(meta["input_scale"], layers, tuple(meta["input_shape"]), meta["calibration"],
+                   meta.get("preprocess"))
 
     def summary(self) -> str:
         lines = [f"input scale {self.input_scale:.6g}"]
@@ -218,19 +226,14 @@ def _single(name: str, value, layer) -> int:
     return int(value)
 
 
-def _fixed_input_scale() -> float:
-    from .data import to_float
-
-    extremes = to_float(np.array([[[0, 255]]], np.uint8))
-    return float(np.abs(extremes).max()) / 127.0
+def _fixed_input_scale(prep) -> float:
+    return prep.max_abs() / 127.0
 
 
-def _as_float_input(x) -> np.ndarray:
+def _as_float_input(x, prep) -> np.ndarray:
     x = np.asarray(x)
     if x.dtype == np.uint8:
-        from .data import to_float
-
-        return to_float(x)
+        return prep.to_float(x)
     if x.dtype.kind != "f":
         raise TypeError(f"calibration images must be uint8 or float, got {x.dtype}")
     x = x.astype(np.float32)
@@ -238,13 +241,17 @@ def _as_float_input(x) -> np.ndarray:
 
 
 def quantize_model(model, calib_images, percentile: float = 99.99, input_scale: float | None = None,
-                   batch_size: int = 256) -> QuantizedModel:
-    """Post-training quantisation of a float `Sequential` calibrated on `calib_images` (uint8 MNIST images or
-    normalised float32 (N, C, H, W)); see the module docstring for the rules."""
+                   batch_size: int = 256, preprocess=None) -> QuantizedModel:
+    """Post-training quantisation of a float `Sequential` calibrated on `calib_images` (uint8 images, turned
+    into floats by `preprocess` (a `cnnx.io.preprocess.Preprocess`; None: MNIST's), or normalised float32
+    (N, C, H, W)); see the module docstring for the rules. The quantised model keeps `preprocess`."""
+    from .io.preprocess import MNIST
+
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    prep = MNIST if preprocess is None else preprocess
     float_layers = layers_of(model)
-    x_cal = _as_float_input(calib_images)
+    x_cal = _as_float_input(calib_images, prep)
     if x_cal.ndim != 4 or x_cal.shape[0] == 0:
         raise ValueError(f"calibration images must be a non-empty (N, C, H, W) batch, got {x_cal.shape}")
     if hasattr(model, "eval"):
@@ -277,9 +284,11 @@ def quantize_model(model, calib_images, percentile: float = 99.99, input_scale: 
             raise ValueError(f"layer {i} (ReLU) does not directly follow a Conv2d/Linear, so it cannot be "
                              "fused into the int8 requantisation; the int8 path supports only fused ReLUs")
         else:
+            hint = (" (the zoo's lenet5 is lenet5-classic with ReLU and max pooling: train that one for an "
+                    "int8/RTL form)" if kind in ("Tanh", "Sigmoid") else "")
             raise ValueError(f"layer {i} ({layer!r}) has no int8 form: the int8 path supports Conv2d, "
                              "Linear, ReLU (fused after Conv2d/Linear), MaxPool2d, AvgPool2d, Flatten, "
-                             "Dropout")
+                             f"Dropout{hint}")
         i += 1
     last_dense = max((g for g, grp in enumerate(groups) if grp[0] in ("conv", "linear")), default=None)
     if last_dense is None:
@@ -297,7 +306,7 @@ def quantize_model(model, calib_images, percentile: float = 99.99, input_scale: 
     stats = {k: np.concatenate(v) for k, v in acts.items()}
 
     # 3. the int8 layers
-    s_in = _fixed_input_scale() if input_scale is None else float(input_scale)
+    s_in = _fixed_input_scale(prep) if input_scale is None else float(input_scale)
     input_scale_value = s_in
     qlayers: list[QLayer] = []
     calibration = {"percentile": percentile, "n_images": int(x_cal.shape[0]), "activation_max": []}
@@ -329,4 +338,5 @@ def quantize_model(model, calib_images, percentile: float = 99.99, input_scale: 
             qlayers.append(QLayer(kind, name, s_in, kernel=k, stride=stride, float_index=end))
         else:
             qlayers.append(QLayer("flatten", name, s_in, float_index=end))
-    return QuantizedModel(input_scale_value, qlayers, tuple(x_cal.shape[1:]), calibration)
+    return QuantizedModel(input_scale_value, qlayers, tuple(x_cal.shape[1:]), calibration,
+                          None if preprocess is None else preprocess.to_dict())

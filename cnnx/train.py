@@ -33,6 +33,7 @@ from ._atomic import atomic_write
 from ._threads import set_num_threads
 
 METRICS_NAME = "metrics.json"
+IMPORTED = "imported"  # the model name of `cnnx import`ed networks: they train from their checkpoint only
 
 
 @dataclass
@@ -55,10 +56,11 @@ class TrainConfig:
     threads: int | None = None
     limit: int | None = None  # use only the first `limit` training images (tests, quick looks)
     n_val: int = 5000  # held out from the training images; with `limit`, at most a tenth of them
+    data: str | None = None  # a dataset .npz (cnnx.io.dataset); None: MNIST
 
     def validate(self) -> TrainConfig:
         """Raise ValueError naming the bad setting; called before anything is written."""
-        if self.model not in models.MODELS:
+        if self.model not in models.MODELS and self.model != IMPORTED:
             raise ValueError(f"unknown model {self.model!r}; available: {', '.join(models.MODELS)}")
         for name in ("epochs", "batch_size"):
             v = getattr(self, name)
@@ -78,10 +80,12 @@ class TrainConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ValueError(f"threads must be an integer >= 1, got {self.threads!r}")
+        top = data.N_TRAIN if self.data is None else None  # a dataset file's size is checked when read
         if self.limit is not None and (
-            not isinstance(self.limit, int) or not 2 <= self.limit <= data.N_TRAIN
+            not isinstance(self.limit, int) or self.limit < 2 or (top is not None and self.limit > top)
         ):
-            raise ValueError(f"limit must be an integer in [2, {data.N_TRAIN}], got {self.limit!r}")
+            raise ValueError(f"limit must be an integer in [2, {top or 'the training images'}], "
+                             f"got {self.limit!r}")
         if not isinstance(self.n_val, int) or self.n_val < 0:
             raise ValueError(f"n_val must be an integer >= 0, got {self.n_val!r}")
         return self
@@ -114,12 +118,17 @@ def augment(
     max_scale: float = 0.08,
     max_shear: float = 0.08,
 ) -> np.ndarray:
-    """Random small affine distortions of uint8 images (N, H, W), vectorised; returns uint8 (N, H, W).
+    """Random small affine distortions of uint8 images (N, H, W) or (N, C, H, W), vectorised; returns uint8
+    of the same shape.
 
     Per image: rotation +-max_rot_deg, scale 1 +- max_scale, shear +-max_shear, shift +-max_shift px
-    (uniform), about the image centre; bilinear resampling, background 0 outside the image.
+    (uniform), about the image centre; bilinear resampling, background 0 outside the image. All channels of
+    an image move together (one draw per image, whatever C is, so (N, H, W) results are unchanged).
     """
-    n, h, w = images.shape
+    if images.ndim == 4:
+        n, c, h, w = images.shape
+    else:
+        (n, h, w), c = images.shape, 0
     ang = np.deg2rad(rng.uniform(-max_rot_deg, max_rot_deg, n))
     scale = 1.0 + rng.uniform(-max_scale, max_scale, n)
     shear = rng.uniform(-max_shear, max_shear, n)
@@ -135,41 +144,50 @@ def augment(
     sy = a00[:, None, None] * dy + a01[:, None, None] * dx + cy
     sx = a10[:, None, None] * dy + a11[:, None, None] * dx + cx
     # Bilinear gather from a zero-padded copy (one pixel of border so floor/ceil never leave it).
-    pad = np.zeros((n, h + 2, w + 2), dtype=np.float32)
-    pad[:, 1:-1, 1:-1] = images
     sy = np.clip(sy + 1, 0, h + 0.999)
     sx = np.clip(sx + 1, 0, w + 0.999)
     y0, x0 = np.floor(sy).astype(np.intp), np.floor(sx).astype(np.intp)
     fy, fx = (sy - y0).astype(np.float32), (sx - x0).astype(np.float32)
     idx = np.arange(n)[:, None, None]
-    out = (
-        pad[idx, y0, x0] * (1 - fy) * (1 - fx)
-        + pad[idx, y0, x0 + 1] * (1 - fy) * fx
-        + pad[idx, y0 + 1, x0] * fy * (1 - fx)
-        + pad[idx, y0 + 1, x0 + 1] * fy * fx
-    )
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+    def plane(img):  # (N, H, W) -> (N, H, W) uint8
+        pad = np.zeros((n, h + 2, w + 2), dtype=np.float32)
+        pad[:, 1:-1, 1:-1] = img
+        out = (
+            pad[idx, y0, x0] * (1 - fy) * (1 - fx)
+            + pad[idx, y0, x0 + 1] * (1 - fy) * fx
+            + pad[idx, y0 + 1, x0] * fy * (1 - fx)
+            + pad[idx, y0 + 1, x0 + 1] * fy * fx
+        )
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+    if c == 0:
+        return plane(images)
+    return np.stack([plane(images[:, k]) for k in range(c)], axis=1)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # evaluation
 # ---------------------------------------------------------------------------------------------------------
-def predict(model, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    """Logits (N, 10) float32 of uint8 images (N, 28, 28), in eval mode, batch by batch."""
+def predict(model, images: np.ndarray, batch_size: int = 1000, preprocess=None) -> np.ndarray:
+    """Logits (N, K) float32 of uint8 images (N, H, W) / (N, C, H, W), in eval mode, batch by batch; the
+    pixels become floats by `preprocess` (a `cnnx.io.preprocess.Preprocess`; None: MNIST's)."""
+    to_float = data.to_float if preprocess is None else preprocess.to_float
     model.eval()
-    out = [
-        model.forward(data.to_float(images[i : i + batch_size])) for i in range(0, len(images), batch_size)
-    ]
+    out = [model.forward(to_float(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
 
 
-def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> dict:
-    """{"loss", "accuracy", "error", "n", "confusion" (10x10 list: rows true class, columns predicted)}."""
-    logits = predict(model, images, batch_size)
+def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000, preprocess=None) -> dict:
+    """{"loss", "accuracy", "error", "n", "confusion" (KxK list: rows true class, columns predicted)}."""
+    logits = predict(model, images, batch_size, preprocess)
     pred = logits.argmax(axis=1)
     loss_fn = nn.CrossEntropyLoss()
     loss = float(loss_fn.forward(logits, labels)) if len(labels) else float("nan")
-    conf = np.bincount(labels * 10 + pred, minlength=100).reshape(10, 10)
+    k = logits.shape[1]
+    if len(labels) and int(labels.max()) >= k:
+        raise ValueError(f"labels go up to {int(labels.max())}, but the model has {k} outputs")
+    conf = np.bincount(labels * k + pred, minlength=k * k).reshape(k, k)
     acc = float((pred == labels).mean()) if len(labels) else float("nan")
     return {
         "loss": loss,
@@ -189,7 +207,7 @@ def write_json_atomic(path: Path, obj) -> None:
         f.write("\n")
 
 
-def write_plots(run_dir: Path, history: list[dict], model, confusion) -> list[str]:
+def write_plots(run_dir: Path, history: list[dict], model, confusion, image_shape=None) -> list[str]:
     """curves.png (loss and accuracy per epoch), filters.png (first layer's weights), confusion.png."""
     import matplotlib
 
@@ -222,7 +240,7 @@ def write_plots(run_dir: Path, history: list[dict], model, confusion) -> list[st
             title = (
                 f"first conv layer: {w.shape[0]} filters x {w.shape[1]} channels, {w.shape[2]}x{w.shape[3]}"
             )
-        elif w.shape[1] == 28 * 28:  # an MLP's first layer: each unit's weights as an image
+        elif w.shape[1] == 28 * 28 and image_shape is None:  # an MLP's first layer: each unit as an image
             tiles = w[:36].reshape(-1, 28, 28)
             title = "first linear layer: weights of the first units"
         else:
@@ -246,8 +264,8 @@ def write_plots(run_dir: Path, history: list[dict], model, confusion) -> list[st
         c = np.asarray(confusion)
         fig, ax = plt.subplots(figsize=(6, 5.5))
         ax.imshow(np.log1p(c), cmap="Blues")
-        for i in range(10):
-            for j in range(10):
+        for i in range(len(c)):
+            for j in range(len(c)):
                 if c[i, j]:
                     ax.text(
                         j,
@@ -258,7 +276,7 @@ def write_plots(run_dir: Path, history: list[dict], model, confusion) -> list[st
                         fontsize=7,
                         color="white" if i == j else "black",
                     )
-        ax.set_xticks(range(10)), ax.set_yticks(range(10))
+        ax.set_xticks(range(len(c))), ax.set_yticks(range(len(c)))
         ax.set_xlabel("predicted"), ax.set_ylabel("true")
         acc = np.trace(c) / max(c.sum(), 1)
         ax.set_title(f"test confusion matrix ({c.sum()} images, accuracy {100 * acc:.2f} %)")
@@ -308,8 +326,13 @@ def prepare_resume(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict]:
         raise checkpoint.CheckpointError(
             f"{info['path']} is a checkpoint of model {info['model_name']!r}, not {cfg.model!r}"
         )
-    expect = models.build_model(cfg.model, seed=saved.get("seed", 0), dropout=saved.get("dropout", 0.0))
-    if info["model_config"] != json.loads(json.dumps(expect.config())):
+    shape = tuple(meta.get("input_shape") or models.INPUT_SHAPE)
+    if cfg.model == IMPORTED:  # its own architecture is the reference: nothing in the zoo to compare with
+        expect = None
+    else:
+        expect = models.build_model(cfg.model, seed=saved.get("seed", 0), dropout=saved.get("dropout", 0.0),
+                                    input_shape=shape, num_classes=int(meta.get("num_classes", 10)))
+    if expect is not None and info["model_config"] != json.loads(json.dumps(expect.config())):
         raise checkpoint.CheckpointError(f"{info['path']}: its architecture differs from model {cfg.model!r}")
     done = int(meta["position"].get("epoch", 0))
     if cfg.epochs < done:
@@ -343,16 +366,49 @@ def fit(
     if cfg.threads is not None:
         set_num_threads(cfg.threads)
 
+    from .io import dataset as io_dataset
+    from .io import preprocess as io_preprocess
+
     t_load = time.perf_counter()
-    train_images, train_labels = data.load_mnist("train")
+    ds_meta, num_classes, in_shape = None, 10, models.INPUT_SHAPE
+    if cfg.data is not None:
+        ds = io_dataset.load_npz(cfg.data)
+        train_images, train_labels, x_test, y_test = ds.x_train, ds.y_train, ds.x_test, ds.y_test
+        ds_meta, num_classes, in_shape = ds.meta(), ds.num_classes, ds.input_shape
+        if cfg.limit is not None and cfg.limit > len(train_labels):
+            raise ValueError(f"limit must be at most the {len(train_labels)} training images, "
+                             f"got {cfg.limit}")
+    else:
+        train_images, train_labels = data.load_mnist("train")
+        x_test, y_test = data.load_mnist("test")
     n_val = cfg.n_val if cfg.limit is None else min(cfg.n_val, cfg.limit // 10)
     (x_tr, y_tr), (x_val, y_val) = data.train_val_split(
         n_val, seed=cfg.seed, images=train_images, labels=train_labels, limit=cfg.limit
     )
-    x_test, y_test = data.load_mnist("test")
     t_load = time.perf_counter() - t_load
 
-    model = models.build_model(cfg.model, seed=cfg.seed, dropout=cfg.dropout)
+    # The preprocessing: what the resumed checkpoint stored, else the training set's per-channel statistics
+    # for a dataset file, else MNIST's (the figures in cnnx.data).
+    if info is not None:
+        prep = io_preprocess.of_meta(info["meta"])
+    elif cfg.data is not None:
+        prep = io_preprocess.from_stats(x_tr)
+    else:
+        prep = io_preprocess.MNIST
+    shape_meta = {"preprocess": prep.to_dict(), "input_shape": list(in_shape), "num_classes": num_classes}
+    if ds_meta is not None:
+        shape_meta["dataset"] = ds_meta
+
+    if cfg.model == IMPORTED:
+        if info is None:
+            raise ValueError("an imported model trains from its run directory only: cnnx train --resume "
+                             "--out RUN_DIR")
+        model = nn.Sequential.from_config(info["model_config"])
+        shape_meta.update({k: info["meta"][k] for k in ("input_shape", "num_classes", "source")
+                           if k in info["meta"]})
+    else:
+        model = models.build_model(cfg.model, seed=cfg.seed, dropout=cfg.dropout, input_shape=in_shape,
+                                   num_classes=num_classes)
     opt = optim.make_optimizer(
         cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.decoupled, cfg.momentum
     )
@@ -369,7 +425,10 @@ def fit(
     train_seconds_before = 0.0
     if info is not None:
         model.load_state_dict(info["state_dict"])
-        checkpoint.resume_optimizer(opt, info)
+        pos0 = {"epoch": 0, "batch": 0, "sums": {}}
+        fresh = info.get("optimizer") is None and info["meta"]["position"] == pos0
+        if not fresh:  # an imported model starts with a fresh optimiser
+            checkpoint.resume_optimizer(opt, info)
         pos = info["meta"]["position"]
         start_epoch, start_batch = int(pos["epoch"]), int(pos["batch"])
         sums = {**sums, **pos.get("sums", {})}
@@ -391,6 +450,7 @@ def fit(
             "config": cfg_dict,
             "train_seconds": train_seconds,
             "position": {"epoch": epoch, "batch": batch, "sums": dict(sums)},
+            **shape_meta,
         }
         return checkpoint.save(run_dir / checkpoint.CHECKPOINT_NAME, model, opt, meta)
 
@@ -423,7 +483,7 @@ def fit(
                 xb = x_tr[idx]
                 if cfg.augment:
                     xb = augment(xb, np.random.default_rng([cfg.seed, epoch, b]))
-                x, y = data.to_float(xb), y_tr[idx]
+                x, y = prep.to_float(xb), y_tr[idx]
                 logits = model.forward(x)
                 loss = float(loss_fn.forward(logits, y))
                 model.backward(loss_fn.backward(), need_input_grad=False)  # the input needs no gradient
@@ -453,7 +513,7 @@ def fit(
             if bar is not None:
                 bar.close()
             val = (
-                evaluate(model, x_val, y_val)
+                evaluate(model, x_val, y_val, preprocess=prep)
                 if len(y_val)
                 else {"loss": float("nan"), "accuracy": float("nan")}
             )
@@ -480,7 +540,7 @@ def fit(
             if stop.set and epoch + 1 < cfg.epochs:
                 raise TrainingInterrupted(path, epoch + 1, 0)
 
-    test = evaluate(model, x_test, y_test)
+    test = evaluate(model, x_test, y_test, preprocess=prep)
     wall = time.perf_counter() - wall0
     summary = {
         "model": cfg.model,
@@ -511,8 +571,10 @@ def fit(
         "train_seconds": train_seconds,
         "test": {k: test[k] for k in ("accuracy", "error", "loss")},
         "position": {"epoch": cfg.epochs, "batch": 0, "sums": {}},
+        **shape_meta,
     }
     checkpoint.save(run_dir / checkpoint.CHECKPOINT_NAME, model, opt, with_meta)
-    summary["plots"] = write_plots(run_dir, history, model, test["confusion"])
+    summary["plots"] = write_plots(run_dir, history, model, test["confusion"],
+                                   None if cfg.data is None else in_shape)
     summary["confusion"] = test["confusion"]
     return summary

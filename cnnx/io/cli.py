@@ -1,0 +1,64 @@
+"""`cnnx import FILE --out RUN_DIR [--config MODEL.json --input-shape C,H,W] [--mean ... --std ...]`."""
+
+from __future__ import annotations
+
+import json
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    import argparse
+
+    try:
+        return tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 0.485,0.456,0.406, got {text!r}") from None
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    import argparse
+
+    try:
+        v = tuple(int(x) for x in text.replace("x", ",").split(","))
+    except ValueError:
+        v = ()
+    if len(v) != 3 or min(v) < 1:
+        raise argparse.ArgumentTypeError(f"expected C,H,W like 1,28,28, got {text!r}")
+    return v
+
+
+def add_import_parser(sub) -> None:
+    i = sub.add_parser(
+        "import",
+        help="import an ONNX model or PyTorch weights into a run directory",
+        description="Import FILE (.onnx, or a PyTorch state_dict as .pt/.pth/.npz with --config) into a run "
+                    "directory that eval, cosim, profile and train --resume use like a trained zoo model. "
+                    "Input preprocessing: pixel / 255, then (x - mean) / std per channel if given.",
+    )
+    i.add_argument("file", metavar="FILE")
+    i.add_argument("--out", required=True, help="run directory to create")
+    i.add_argument("--config", default=None, metavar="MODEL.json", help="cnnx model config (PyTorch weights)")
+    i.add_argument("--input-shape", type=_shape, default=None, metavar="C,H,W",
+                   help="input shape (PyTorch weights; ONNX files carry theirs)")
+    i.add_argument("--mean", type=_floats, default=None, help="per-channel mean after pixel / 255")
+    i.add_argument("--std", type=_floats, default=None, help="per-channel std after pixel / 255")
+    i.add_argument("--data", default=None, metavar="FILE.npz",
+                   help="the dataset the model is for (default MNIST): eval, cosim and fine-tuning use it")
+    i.add_argument("--force", action="store_true", help="replace an existing checkpoint in --out")
+    i.add_argument("--json", action="store_true")
+
+
+def cli_import(args, out) -> int:
+    from . import import_model
+
+    try:
+        res = import_model(args.file, args.out, config=args.config, input_shape=args.input_shape,
+                           mean=args.mean, std=args.std, data=args.data, force=args.force)
+    except (ValueError, TypeError, OSError) as e:  # OnnxImportError/TorchImportError/DatasetError: ValueError
+        return out.error("import", str(e))
+    out.say(f"imported {args.file} ({res['format']}): {res['layers']} layers, {res['parameters']:,} "
+            f"parameters, input {tuple(res['input_shape'])}, {res['num_classes']} classes, preprocessing "
+            f"{res['preprocess']}, in {res['seconds'] * 1000:.0f} ms")
+    out.say(f"wrote {res['checkpoint']}; next: cnnx eval {args.out} / cnnx cosim {args.out}")
+    if args.json:
+        print(json.dumps(res), flush=True)
+    return 0
