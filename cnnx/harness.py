@@ -314,6 +314,34 @@ def layer_macs(layer: ptq.QLayer, in_shape: tuple, out_shape: tuple) -> int:
 # ------------------------------------------------------------------------------------------------------------
 
 
+def check_fits_rtl(qmodel: ptq.QuantizedModel) -> None:
+    """Refuse, before any simulator starts, a model with a layer larger than the default cores' buffers,
+    naming the layer (the drivers would refuse it too, but from inside a worker and without the layer)."""
+    from cnnx.sim.builder import TOPS
+
+    conv, pool = TOPS["cnnx_conv_core"][0], TOPS["cnnx_pool_core"][0]
+    h = np.zeros((1, *qmodel.input_shape), np.int8)
+    for i, layer in enumerate(qmodel.layers):
+        out, _ = ptq.run_layer(layer, h, "cython")
+        c_in, c_out = int(np.prod(h.shape[1:])), int(np.prod(out.shape[1:]))
+        needs = []
+        if layer.kind in ("conv", "linear"):
+            needs = [("weights", layer.w.size, conv["WEIGHT_DEPTH"], "WEIGHT_DEPTH"),
+                     ("bias", layer.b.size, conv["BIAS_DEPTH"], "BIAS_DEPTH"),
+                     ("input map", c_in, conv["IFMAP_DEPTH"], "IFMAP_DEPTH"),
+                     ("output map", c_out, conv["OFMAP_DEPTH"], "OFMAP_DEPTH")]
+        elif layer.kind in ("maxpool", "avgpool"):
+            needs = [("input map", c_in, pool["IFMAP_DEPTH"], "IFMAP_DEPTH"),
+                     ("output map", c_out, pool["OFMAP_DEPTH"], "OFMAP_DEPTH")]
+        for what, size, limit, param in needs:
+            if size > limit:
+                raise ValueError(
+                    f"int8 layer {i} ({layer.name}, {tuple(h.shape[1:])} -> {tuple(out.shape[1:])}) needs "
+                    f"{size} entries of {what}, but the RTL core holds {limit} ({param}); the RTL path does "
+                    "not tile layers yet, so this model runs on the int8 CPU path only (cnnx.ptq)")
+        h = out
+
+
 def _split(n: int, k: int) -> list[tuple[int, int]]:
     bounds = np.linspace(0, n, k + 1).astype(int)
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
@@ -348,6 +376,8 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
             raise ValueError("pass a quantised model (qmodel=) or calibration images (calib_images=)")
         qmodel = ptq.quantize_model(model, calib_images, preprocess=preprocess)
     x_int8 = qmodel.quantize_input(images)
+    if rtl:
+        check_fits_rtl(qmodel)
 
     # 1. the int8-cython and RTL paths over all N: in spawned workers (or inline for one worker)
     chunks = _split(n, workers)

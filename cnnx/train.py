@@ -55,7 +55,7 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     limit: int | None = None  # use only the first `limit` training images (tests, quick looks)
-    n_val: int = 5000  # held out from the training images; with `limit`, at most a tenth of them
+    n_val: int = 5000  # held out from the training images; with `limit` or `data`, at most a tenth of them
     data: str | None = None  # a dataset .npz (cnnx.io.dataset); None: MNIST
 
     def validate(self) -> TrainConfig:
@@ -381,7 +381,9 @@ def fit(
     else:
         train_images, train_labels = data.load_mnist("train")
         x_test, y_test = data.load_mnist("test")
-    n_val = cfg.n_val if cfg.limit is None else min(cfg.n_val, cfg.limit // 10)
+    # with `limit`, or a dataset file, at most a tenth of the training images are held out
+    cap = cfg.limit if cfg.limit is not None else (len(train_labels) if cfg.data is not None else None)
+    n_val = cfg.n_val if cap is None else min(cfg.n_val, cap // 10)
     (x_tr, y_tr), (x_val, y_val) = data.train_val_split(
         n_val, seed=cfg.seed, images=train_images, labels=train_labels, limit=cfg.limit
     )

@@ -79,3 +79,16 @@ def onnx_lenet5(sd, *, opset=13, c=1, hw=28, pad=2, dense="gemm", pool="MaxPool"
 @pytest.fixture
 def lenet_sd():
     return lenet5_weights(np.random.default_rng(0))
+
+
+@pytest.fixture(scope="session")
+def make_onnx():
+    """`onnx_lenet5` as a fixture (test modules do not import conftest)."""
+    pytest.importorskip("onnx")
+    return onnx_lenet5
+
+
+@pytest.fixture(scope="session")
+def make_weights():
+    """`lenet5_weights` as a fixture."""
+    return lenet5_weights
