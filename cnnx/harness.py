@@ -562,10 +562,14 @@ def load_run(run_dir, data=None):
     model, info = load(run_dir)
     prep = preprocess.of_meta(info["meta"])
     images, labels = dataset.eval_split(info["meta"], data)
+    if images.ndim == 3:
+        images = images[:, None]
+    want = tuple(info["meta"].get("input_shape") or images.shape[1:])
+    if tuple(images.shape[1:]) != want:
+        raise ValueError(f"the run's model takes {want} images, the dataset's are {tuple(images.shape[1:])}"
+                         + ("" if data else " (MNIST); pass --data FILE.npz"))
     calib = calibration_images(500, info["meta"], data)
     qmodel = ptq.quantize_model(model, calib, preprocess=prep)
-    if tuple(images.shape[1:]) != tuple(qmodel.input_shape) and images.ndim == 3:
-        images = images[:, None]
     return model, qmodel, images, labels
 
 

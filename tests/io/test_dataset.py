@@ -251,6 +251,12 @@ def test_imported_model_fine_tunes_on_a_dataset(rgb_npz, tmp_path, make_onnx, ma
     assert info["model_name"] == "imported" and info["meta"]["preprocess"]["mean"] == [0.1, 0.1, 0.1]
     print("imported: before", before, "after", after["test_accuracy"])
     assert after["test_accuracy"] >= max(0.8, before + 0.3)
+    # without its dataset the run would be scored on MNIST, which does not fit it: refused, saying so
+    import_model(tmp_path / "m.onnx", tmp_path / "bare")
+    assert main(["cosim", str(tmp_path / "bare"), "--images", "2", "--workers", "1"]) == 2
+    assert "takes (3, 32, 32) images" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "bare")]) == 2
+    assert main(["eval", str(tmp_path / "bare"), "--data", str(rgb_npz), "--images", "10"]) == 0
     # a model for other images is refused with the dataset that does not fit it
     with pytest.raises(ValueError, match="images are"):
         import_model(tmp_path / "m.onnx", tmp_path / "r2", data=_write(tmp_path / "small.npz"))
