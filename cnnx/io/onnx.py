@@ -2,10 +2,11 @@
 
 Supported (default domain, opset >= 13, NCHW float input (N, C, H, W)): Conv, Gemm, MatMul (+ Add of a bias),
 Relu, MaxPool, AveragePool, Flatten (axis 1), Reshape to (N, features), Dropout and Identity (no-ops at
-inference). The graph must be a chain: each node takes the previous node's output as its data input, with its
-weights as initializers (or Constant nodes). Anything else (another op, dilations != 1, group != 1, auto_pad,
-ceil_mode, asymmetric or pooling padding, transA, a branch, ...) is refused with one `OnnxImportError` naming
-the node.
+inference). A window that does not fit exactly is floored, as ONNX does (the layer gets floor_mode=True, which
+the float path runs and the int8 path refuses). The graph must be a chain: each node takes the previous node's
+output as its data input, with its weights as initializers (or Constant nodes). Anything else (another op,
+dilations != 1, group != 1, auto_pad, ceil_mode, asymmetric or pooling padding, transA, a branch, ...) is
+refused with one `OnnxImportError` naming the node.
 
 ONNX files are untrusted: the file's size is checked before it is parsed; tensors stored as external data are
 read only from files inside the model's own folder (an absolute path, `..`, or a symbolic link that leads out
@@ -46,7 +47,7 @@ def _node_name(i: int, node) -> str:
 # tensors
 # ---------------------------------------------------------------------------------------------------------
 _FLOATS = {1: np.float32, 10: np.float16, 11: np.float64}  # TensorProto.FLOAT, FLOAT16, DOUBLE
-_INTS = {6: np.int32, 7: np.int64}  # TensorProto.INT32, INT64 (Reshape's shape)
+_INTS = {6: np.int32, 7: np.int64, 9: np.bool_}  # INT32, INT64 (Reshape's shape), BOOL (Dropout's mode)
 
 
 def _check_external(tensor, base: Path) -> None:
@@ -95,7 +96,8 @@ def _to_array(tensor, what: str) -> np.ndarray:
             raise OnnxImportError(f"{what}: tensor {tensor.name!r} holds {len(tensor.raw_data)} bytes, its "
                                   f"dims {dims} need {nbytes}")
     else:
-        field = {1: "float_data", 10: "int32_data", 11: "double_data", 6: "int32_data", 7: "int64_data"}
+        field = {1: "float_data", 10: "int32_data", 11: "double_data", 6: "int32_data", 7: "int64_data",
+                 9: "int32_data"}
         stored = len(getattr(tensor, field[tensor.data_type]))
         if stored != count:
             raise OnnxImportError(f"{what}: tensor {tensor.name!r} holds {stored} values, its dims {dims} "
@@ -263,7 +265,7 @@ def load_onnx(path: str | os.PathLike) -> tuple[nn.Sequential, tuple[int, int, i
             if len(stride) != 2:
                 _refuse(where, f"strides={list(stride)} (a 2-D convolution needs two)")
             layer = nn.Conv2d(w.shape[1], w.shape[0], w.shape[2:], stride=stride, padding=pad,
-                              bias=b is not None)
+                              bias=b is not None, floor_mode=_floors(shape, w.shape[2:], stride, pad))
             layer.weight.data = np.ascontiguousarray(w)
             if b is not None:
                 layer.bias.data = np.ascontiguousarray(b)
@@ -319,7 +321,7 @@ def load_onnx(path: str | os.PathLike) -> tuple[nn.Sequential, tuple[int, int, i
                 _refuse(where, f"kernel_shape={list(k)} (a 2-D pooling needs two)")
             s = tuple(int(x) for x in a.get("strides", (1, 1)))
             cls = nn.MaxPool2d if op == "MaxPool" else nn.AvgPool2d
-            layer = cls(k, stride=s)
+            layer = cls(k, stride=s, floor_mode=_floors(shape, k, s, (0, 0)))
         elif op == "Flatten":
             _only(where, a, {"axis": lambda ax: int(ax) == 1})
             layer = nn.Flatten()
@@ -354,6 +356,15 @@ def load_onnx(path: str | os.PathLike) -> tuple[nn.Sequential, tuple[int, int, i
     if not layers:
         raise OnnxImportError(f"{path} holds no layers")
     return nn.Sequential(*layers), in_shape
+
+
+def _floors(shape, kernel, stride, pad) -> bool:
+    """ONNX floors a window that does not fit (ceil_mode 0); cnnx layers do so only with floor_mode=True,
+    which the int8 path refuses, so it is set only for the layers that need it."""
+    if len(shape) != 3 or len(stride) != 2:
+        return False  # the layer's own shape check reports it
+    return any((shape[1 + d] + 2 * pad[d] - kernel[d]) % stride[d] != 0 for d in range(2)
+               if shape[1 + d] + 2 * pad[d] >= kernel[d])
 
 
 def _linear(where: str, w: np.ndarray, b, shape) -> nn.Linear:
