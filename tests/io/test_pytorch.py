@@ -10,8 +10,8 @@ import pytest
 
 from cnnx import checkpoint, harness, models
 from cnnx.cli import main
-from cnnx.io import import_model
-from cnnx.io.pt import TorchImportError, load_pytorch
+from cnnx.io import import_model, load_pytorch
+from cnnx.io.pt import TorchImportError
 
 ATOL_SUMS = 1e-4  # sums over several hundred terms (tests/conftest.py)
 
@@ -104,3 +104,11 @@ def test_exported_from_pytorch(tmp_path, layer_check, tol, capsys):
     model2, shape = load_onnx(tmp_path / "lenet5.onnx")
     assert shape == (1, 28, 28)
     layer_check(model2.forward(x), want, rtol=tol.float_rtol, atol=ATOL_SUMS)
+
+
+def test_imported_model_trains_only_from_its_run_directory(tmp_path):
+    from cnnx.train import TrainConfig, fit
+
+    with pytest.raises(ValueError, match="--resume"):
+        fit(TrainConfig(model="imported", epochs=1, limit=100), tmp_path / "run", progress=False,
+            log=lambda *a: None)
