@@ -495,7 +495,8 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
         fdiff = None
         if n_golden and layer.float_index >= 0:
             k = layer.float_index
-            fdiff = float(np.max(np.abs(fl_cy[k].astype(np.float64) - fl_np[k])))
+            with np.errstate(invalid="ignore"):  # inf - inf: NaN, reported as non-finite below
+                fdiff = float(np.max(np.abs(fl_cy[k].astype(np.float64) - fl_np[k])))
         cynp = None
         if n_golden:
             same = (np_trace[i + 1] == cy_trace_g[i + 1]).reshape(n_golden, -1).all(axis=1)
@@ -525,7 +526,8 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
         agreement["int8-cython vs int8-numpy"] = agree("int8-cython", "int8-numpy")
     if rtl:
         agreement["int8-cython vs rtl"] = agree("int8-cython", "rtl")
-    flog = float(np.max(np.abs(fl_cy[-1].astype(np.float64) - fl_np[-1]))) if n_golden else None
+    with np.errstate(invalid="ignore"):
+        flog = float(np.max(np.abs(fl_cy[-1].astype(np.float64) - fl_np[-1]))) if n_golden else None
     nonfinite = []
     float_logits = {"float-cython logits": float_cy_logits,
                     "float-numpy logits": fl_np[-1] if n_golden else None}
