@@ -10,6 +10,9 @@
   with a message naming it.
 * Whatever ends the wait (an error, Ctrl-C, SIGTERM turned into an exception), the `finally` kills every
   worker still alive and reaps it.
+* While the workers start, SIGINT and SIGTERM are held back (`_held_signals`): the parent's handler runs
+  only once every worker has its job, and the workers inherit the blocked mask, so the terminal's Ctrl-C
+  (sent to the whole process group) never prints a KeyboardInterrupt traceback from a half-started worker.
 Failures raise `CheckFailed` (the CLI's exit 1) with one line.
 """
 
@@ -50,11 +53,42 @@ def die_with_parent(parent_pid: int, poll_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="cnnx-parent-watchdog", daemon=True).start()
 
 
-def _entry(conn, parent_pid: int, target: Callable, args: tuple) -> None:
-    """A worker's main: report ("progress", k) as `target(*args, progress=...)` goes, then ("done", result)
-    or ("error", one line, traceback)."""
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _held_signals():
+    """Defer SIGINT/SIGTERM for the block: blocked in this thread (children started here inherit the mask)
+    and, should another thread take one, recorded by a handler; re-delivered when the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in _HELD}
+    signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+    try:
+        yield
+    finally:
+        try:
+            for s, h in old.items():
+                signal.signal(s, h)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)  # a pending one goes to the caller's handler
+        for s in dict.fromkeys(caught):
+            signal.raise_signal(s)  # to the handler the caller had (KeyboardInterrupt, Terminated ...)
+
+
+def _entry(conn, parent_pid: int, target: Callable) -> None:
+    """A worker's main: receive its job, report ("progress", k) as `target(*job, progress=...)` goes, then
+    ("done", result) or ("error", one line, traceback). Ctrl-C is the parent's to handle (it stops the
+    workers): SIGINT stays ignored here; SIGTERM (blocked while the parent started us) ends the worker."""
     die_with_parent(parent_pid)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
+    try:
+        args = conn.recv()
+    except (EOFError, OSError):  # the parent is gone before it sent the job
+        os._exit(1)
     try:
         res = target(*args, progress=lambda k: conn.send(("progress", k)))
         conn.send(("done", res))
@@ -63,6 +97,11 @@ def _entry(conn, parent_pid: int, target: Callable, args: tuple) -> None:
             conn.send(("error", f"{type(e).__name__}: {e}".splitlines()[0], traceback.format_exc()))
     finally:
         conn.close()
+
+
+def _send_quietly(conn, obj) -> None:
+    with contextlib.suppress(OSError, ValueError):  # the worker died (or was stopped and killed) meanwhile
+        conn.send(obj)
 
 
 def _describe_exit(code: int | None) -> str:
@@ -96,13 +135,19 @@ def run_workers(target: Callable, jobs: Sequence[tuple], *, stall_timeout: float
     procs, conns = [], []
     results: dict[int, object] = {}
     try:
-        for job in jobs:
-            r, w = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=_entry, args=(w, os.getpid(), target, tuple(job)), daemon=True)
-            p.start()
-            w.close()  # the parent's copy: the pipe reports EOF once the worker is gone
-            procs.append(p)
-            conns.append(r)
+        with _held_signals():
+            for _ in jobs:
+                here, there = ctx.Pipe()
+                p = ctx.Process(target=_entry, args=(there, os.getpid(), target), daemon=True)
+                p.start()
+                there.close()  # the parent's copy: the pipe reports EOF once the worker is gone
+                procs.append(p)
+                conns.append(here)
+        # The (large) jobs go out from threads: a worker that is stopped before it reads its job must not
+        # block the parent, which times it out below like any stalled worker.
+        for conn, job in zip(conns, jobs, strict=True):
+            threading.Thread(target=_send_quietly, args=(conn, tuple(job)), name="cnnx-job-sender",
+                             daemon=True).start()
         if on_start is not None:
             on_start(procs)
         last = [time.monotonic()] * len(procs)

@@ -80,8 +80,8 @@ def test_profile_json_is_strict_json(capsys, run_dir, tmp_path):
 def test_cosim_workers_are_capped_at_the_cpus(capsys, run_dir):
     from cnnx.harness import usable_cpus
 
-    code, out, err = run(capsys, "cosim", run_dir, "--images", "4", "--golden-images", "1", "--workers", "1000",
-                         "--json")
+    code, out, err = run(capsys, "cosim", run_dir, "--images", "4", "--golden-images", "1",
+                         "--workers", "1000", "--json")
     assert code == 0, err
     cpus = usable_cpus()
     assert f"--workers 1000 is more than the {cpus} CPUs" in err and f"using {cpus}" in err
@@ -214,7 +214,8 @@ def test_cli_error_is_the_one_exit(capsys):
     assert harness.cli_error is _cliutil.cli_error and profile.cli_error is _cliutil.cli_error
     cases = [(ValueError("bad\nsecond line"), 2), (_cliutil.CheckFailed("worker died"), 1),
              (data.MnistError("no mnist"), 2), (ImportError("no pyverilator"), 2),
-             (KeyboardInterrupt(), 130), (_cliutil.Terminated(), 143), (PermissionError(13, "Denied", "/x"), 2)]
+             (KeyboardInterrupt(), 130), (_cliutil.Terminated(), 143),
+             (PermissionError(13, "Denied", "/x"), 2)]
     for e, want in cases:
         assert _cliutil.cli_error("cosim", e, as_json=True) == want
         out, err = capsys.readouterr()
