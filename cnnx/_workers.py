@@ -71,7 +71,7 @@ def _held_signals():
     finally:
         try:
             for s, h in old.items():
-                signal.signal(s, h)
+                signal.signal(s, h if h is not None else signal.SIG_DFL)  # None: set outside Python
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)  # a pending one goes to the caller's handler
         for s in dict.fromkeys(caught):

@@ -404,6 +404,8 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
         raise ValueError(f"driver must be 'fast' or 'python', got {driver!r}")
     n_golden = min(n, 200) if golden_images is None else max(0, min(int(golden_images), n))
     workers = max(1, min(int(workers or usable_cpus()), n, usable_cpus()))
+    if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
     timeout = default_worker_timeout(batch) if worker_timeout is None else float(worker_timeout)
     if not timeout > 0:
         raise ValueError(f"worker_timeout must be > 0 seconds, got {worker_timeout!r}")
@@ -460,6 +462,11 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
             from ._workers import run_workers
 
             if runner is not None:
+                # one image through every layer here first: what the RTL refuses for this model and array
+                # (a layer too big for a core's buffers ...) is refused here, not in every worker
+                h = x_int8[:1]
+                for i in range(len(qmodel.layers)):
+                    h, _ = runner.run_layer(i, h)
                 runner.close()
             jobs = [(qmodel, x_int8[a:b], rows, cols, driver, corrupt_rtl_layer, batch, rtl)
                     for a, b in chunks]

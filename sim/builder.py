@@ -9,8 +9,9 @@ the parameters, the Verilator version and this file's BUILD_RECIPE. It lives und
 (`.KEY.PID.XXXX`) and is renamed into place, under a per-key file lock, so two processes asking at once build
 it once and neither ever sees half a build.
 
-Trust: the last file a build writes (atomically) is `manifest.json`, the SHA-256 of each artefact that is
-later loaded (`V<top>`, `libcnnx_batch.so`). Every `build()` checks those hashes BEFORE anything is loaded:
+Trust: the last file a build writes (atomically) is `manifest.json`, the size and SHA-256 of every file of
+the build (the two that get loaded, `V<top>` and `libcnnx_batch.so`, must be among them; ~4 MB, a few ms to
+hash). Every `build()` checks them BEFORE anything is loaded:
 a truncated, empty, foreign or random file, or a missing manifest, prints one line "rebuilding ..." and the
 build is redone, so a damaged cache can never reach dlopen (where a truncated library means SIGBUS).
 A builder that waits for another one's lock says so (with the holder's pid) and gives up after
@@ -182,8 +183,8 @@ def _sha256(path: Path) -> str:
 
 def write_manifest(result: Build, directory: Path) -> None:
     """The manifest of a finished build in `directory`, written last and atomically (temp file, rename)."""
-    entries = {p.name: {"sha256": _sha256(directory / p.name), "bytes": (directory / p.name).stat().st_size}
-               for p in result.artefacts}
+    files = sorted(p for p in directory.iterdir() if p.is_file() and p.name != MANIFEST)
+    entries = {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in files}
     tmp = directory / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps({"recipe": BUILD_RECIPE, "top": result.top, "params": list(result.params),
                                "files": entries}, indent=1))
@@ -202,10 +203,15 @@ def check_build(result: Build) -> str | None:
         return "its manifest is missing"
     except (OSError, ValueError, KeyError, TypeError):
         return "its manifest is unreadable"
+    if not isinstance(files, dict):
+        return "its manifest is unreadable"
     for path in result.artefacts:
-        want = files.get(path.name) if isinstance(files, dict) else None
-        if not isinstance(want, dict):
+        if path.name not in files:
             return f"{path.name} is not in its manifest"
+    for name, want in files.items():
+        path = result.path / name
+        if not isinstance(want, dict) or "/" in name:
+            return "its manifest is unreadable"
         try:
             size = path.stat().st_size
             if size != want.get("bytes"):
