@@ -283,7 +283,10 @@ def cmd_eval(args) -> int:
         return out.error("eval", e)
     if args.images:
         images, labels = images[: args.images], labels[: args.images]
-    res = evaluate(model, images, labels)
+    try:
+        res = evaluate(model, images, labels)
+    except (ValueError, TypeError) as e:  # a checkpoint whose model fails only when it runs
+        return out.error("eval", e)
     out.say(f"{info['path']}: model {info['model_name']}, epoch {info['epoch']}")
     out.say(
         f"test accuracy {100 * res['accuracy']:.2f} % (error {100 * res['error']:.2f} %) "

@@ -222,3 +222,15 @@ def test_cli_error_is_the_one_exit(capsys):
         assert len(err.splitlines()) == 1 and json.loads(out)["exit_code"] == want
     with pytest.raises(AttributeError):  # a bug is not an error path: its traceback shows
         _cliutil.cli_error("cosim", AttributeError("bug"))
+
+
+def test_eval_of_a_model_that_fails_only_when_it_runs(capsys, tmp_path):
+    from cnnx import checkpoint, nn
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(10, 10))  # a valid model, but not for 28x28 images
+    path = checkpoint.save(tmp_path / "odd.npz", model, None, {"model_name": "custom"})
+    for as_json in (False, True):
+        code, out, err = run(capsys, "eval", path, "--images", "10", *(["--json"] * as_json))
+        assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+        if as_json:
+            assert json.loads(out)["exit_code"] == 2
