@@ -1,19 +1,25 @@
 """The `cnnx` command: `cnnx train | eval | cosim | profile` (also `python -m cnnx ...`).
 
-Exit codes: 0 success, 1 a check failed (cosim/profile), 2 bad input (unknown model, bad numbers, a missing,
-corrupt or foreign checkpoint; nothing is written in that case), 130 interrupted by Ctrl-C (after saving a
-resumable checkpoint). With `--json` every subcommand prints exactly one JSON object on stdout and sends its
-human-readable output to stderr.
+Exit codes: 0 success, 1 a check failed (cosim/profile), 2 bad input or environment (usage, unknown model, bad
+numbers, a missing, corrupt or foreign checkpoint, an output path that is not a writable directory or is in
+use by another run, a missing MNIST package; nothing is written in that case), 130 interrupted by Ctrl-C,
+143 by SIGTERM (train saves a resumable checkpoint first). Every error is one line on stderr, printed by
+`cnnx._cliutil.cli_error`. With `--json` every subcommand prints exactly one JSON object on stdout (on an
+error `{"error": ..., "exit_code": N}`) and sends its human-readable output to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
+from ._cliutil import CliError, cli_error, dumps, exit_code_of_signal, output_dir, sigterm_as_interrupt
+
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
+TRAIN_FILES = ("checkpoint.npz", "metrics.json", "curves.png", "filters.png", "confusion.png")
 
 
 def _positive_int(text: str) -> int:
@@ -33,12 +39,26 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+def _positive_finite(text: str) -> float:
+    v = _float(text)
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors go through the one error exit (one line, exit 2, JSON under --json)."""
+
+    def error(self, message):
+        raise CliError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import models
     from .train import TrainConfig
 
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="cnnx", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog="cnnx", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="{train,eval,cosim,profile,import}")
 
     t = sub.add_parser(
@@ -102,7 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run_dir", metavar="RUN_DIR")
     c.add_argument("--images", type=_positive_int, default=1000, help="test images (default 1000)")
     c.add_argument("--array", default="8x8", help="systolic array ROWSxCOLS (default 8x8)")
-    c.add_argument("--workers", type=_positive_int, default=None, help="parallel simulators (default: cores)")
+    c.add_argument("--workers", type=_positive_int, default=None,
+                   help="parallel simulators (default and maximum: the CPUs this process may use)")
+    c.add_argument("--worker-timeout", type=_positive_finite, default=None, metavar="SECONDS",
+                   help="with 2+ workers: fail when one reports no progress for this long "
+                        "(default 60 s + 0.5 s per image of a 250-image batch)")
     c.add_argument("--driver", choices=("fast", "python"), default="fast")
     c.add_argument("--golden-images", type=_positive_int, default=None,
                    help="images also run through the slow NumPy golden model (default min(N, 200))")
@@ -115,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run_dir", metavar="RUN_DIR")
     r.add_argument("--array", default="8x8", help="systolic array ROWSxCOLS (default 8x8)")
     r.add_argument(
-        "--clock-mhz", type=_float, default=200.0, help="RTL clock for time estimates (default 200)"
+        "--clock-mhz", type=_positive_finite, default=200.0, help="RTL clock for time estimates (default 200)"
     )
     r.add_argument("--out", default=None, help="output directory (default RUN_DIR/profile)")
     r.add_argument("--images", type=_positive_int, default=16, help="test images (default 16)")
@@ -138,11 +162,8 @@ class _Out:
     def say(self, msg: str = "") -> None:
         print(msg, file=self.human, flush=True)
 
-    def error(self, cmd: str, msg: str) -> int:
-        print(f"cnnx {cmd}: error: {msg}", file=sys.stderr, flush=True)
-        if self.as_json:
-            print(json.dumps({"error": msg}), flush=True)
-        return EXIT_BAD_INPUT
+    def error(self, cmd: str, e: BaseException | str) -> int:
+        return cli_error(cmd, e, self.as_json)
 
 
 def format_confusion(conf) -> str:
@@ -154,6 +175,7 @@ def format_confusion(conf) -> str:
 
 def cmd_train(args) -> int:
     from . import checkpoint, data
+    from ._atomic import remove_stale_temps
     from .train import TrainConfig, TrainingInterrupted, fit
 
     out = _Out(args.json)
@@ -164,7 +186,7 @@ def cmd_train(args) -> int:
         try:
             model_name = checkpoint.read(run_dir)["model_name"]
         except checkpoint.CheckpointError as e:
-            return out.error("train", str(e))
+            return out.error("train", e)
     cfg = TrainConfig(
         model=model_name,
         data=args.data,
@@ -192,11 +214,21 @@ def cmd_train(args) -> int:
             from .train import prepare_resume
 
             prepare_resume(cfg, run_dir)
-    except (ValueError, checkpoint.CheckpointError) as e:
-        return out.error("train", str(e))
+        if cfg.data is None:
+            data.load_mnist("train")  # a missing MNIST package is refused before the run directory is made
+        elif not args.resume:
+            from .io.dataset import load_npz
+
+            load_npz(cfg.data)  # so is a dataset file that is missing or malformed (DatasetError)
+    except (ValueError, checkpoint.CheckpointError, data.MnistError) as e:
+        return out.error("train", e)
 
     try:
-        summary = fit(cfg, run_dir, resume=args.resume, progress=not args.no_progress, log=out.say)
+        # the run directory is created, probed for writability and locked for the whole run
+        with output_dir(run_dir, "--out", files=TRAIN_FILES):
+            if args.resume:
+                remove_stale_temps(run_dir, all_=True)  # locked: no temporary file there is a live write
+            summary = fit(cfg, run_dir, resume=args.resume, progress=not args.no_progress, log=out.say)
     except TrainingInterrupted as e:
         print(
             f"cnnx train: interrupted; resumable checkpoint saved to {e.checkpoint} "
@@ -213,16 +245,19 @@ def cmd_train(args) -> int:
                         "epoch": e.epoch,
                         "batch": e.batch,
                         "run_dir": str(run_dir),
+                        "exit_code": exit_code_of_signal(e.signum),
                     }
                 ),
                 flush=True,
             )
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:  # a second Ctrl-C, or one outside the training loop (the final evaluation)
-        print(f"cnnx train: interrupted; the last epoch's checkpoint is in {run_dir}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (ValueError, checkpoint.CheckpointError, data.MnistError) as e:  # DatasetError is a ValueError
-        return out.error("train", str(e))
+        return exit_code_of_signal(e.signum)
+    except KeyboardInterrupt as e:  # a second signal while saving, or one outside fit's loop
+        saved = (run_dir / checkpoint.CHECKPOINT_NAME).is_file()
+        where = f"the last saved checkpoint is in {run_dir}" if saved else "no checkpoint was saved"
+        code = exit_code_of_signal(getattr(e, "signum", 2))
+        return cli_error("train", f"interrupted; {where}", args.json, code)
+    except (ValueError, checkpoint.CheckpointError, data.MnistError, CliError, OSError) as e:
+        return out.error("train", e)
 
     out.say(
         f"test accuracy {100 * summary['test_accuracy']:.2f} % (error {100 * summary['test_error']:.2f} %) "
@@ -248,7 +283,7 @@ def cmd_train(args) -> int:
             "threads",
             "plots",
         )
-        print(json.dumps({k: summary[k] for k in keys}), flush=True)
+        print(dumps({k: summary[k] for k in keys}), flush=True)
     return EXIT_OK
 
 
@@ -261,7 +296,7 @@ def cmd_eval(args) -> int:
     try:
         model, info = checkpoint.load(args.path)
     except checkpoint.CheckpointError as e:
-        return out.error("eval", str(e))
+        return out.error("eval", e)
     from .io import dataset, preprocess
 
     if args.threads:
@@ -269,11 +304,14 @@ def cmd_eval(args) -> int:
     try:
         images, labels = dataset.eval_split(info["meta"], args.data)
         prep = preprocess.of_meta(info["meta"])
-        if args.images:
-            images, labels = images[: args.images], labels[: args.images]
+    except (data.MnistError, ValueError) as e:  # DatasetError is a ValueError
+        return out.error("eval", e)
+    if args.images:
+        images, labels = images[: args.images], labels[: args.images]
+    try:
         res = evaluate(model, images, labels, preprocess=prep)
-    except (data.MnistError, ValueError, TypeError) as e:  # DatasetError is a ValueError
-        return out.error("eval", str(e))
+    except (ValueError, TypeError) as e:  # a checkpoint whose model fails only when it runs
+        return out.error("eval", e)
     out.say(f"{info['path']}: model {info['model_name']}, epoch {info['epoch']}")
     out.say(
         f"test accuracy {100 * res['accuracy']:.2f} % (error {100 * res['error']:.2f} %) "
@@ -282,7 +320,7 @@ def cmd_eval(args) -> int:
     out.say(format_confusion(res["confusion"]))
     if args.json:
         print(
-            json.dumps(
+            dumps(
                 {
                     "checkpoint": info["path"],
                     "model": info["model_name"],
@@ -322,12 +360,21 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "cosim": cmd_cosim, "profile":
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as e:  # argparse's usage errors already printed one line; they exit 2
+    except CliError as e:  # a usage error: one line, exit 2
+        cmd = argv[0] if argv and argv[0] in COMMANDS else ""
+        return cli_error(cmd, e, "--json" in argv)
+    except SystemExit as e:  # --help
         return int(e.code or 0)
-    return int(COMMANDS[args.command](args) or 0)
+    # SIGTERM stops a command like Ctrl-C does (workers stopped, locks released), with one line
+    with sigterm_as_interrupt():
+        try:
+            return int(COMMANDS[args.command](args) or 0)
+        except KeyboardInterrupt as e:
+            return cli_error(args.command, e, getattr(args, "json", False))
 
 
 if __name__ == "__main__":

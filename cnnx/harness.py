@@ -13,9 +13,16 @@ output feeds layer k+1 on the RTL), so an image counts as bit-identical at layer
 pipeline up to k matches the CPU.
 
 Parallelism: the images are split over `workers` processes (spawned, not forked, so no OpenMP state crosses a
-fork); each builds its own fast-driver cores and works through its share in batches, one layer at a time per
-batch (the simulator call is per layer, so batching amortises its set-up). The parent process runs the float
-and golden paths meanwhile and shows a tqdm bar in images/s.
+fork; at most one per CPU this process may use); each loads its own fast-driver cores (built and checked by
+the parent first) and works through its share in batches, one layer at a time per batch (the simulator call
+is per layer, so batching amortises its set-up). The parent process runs the float and golden paths meanwhile
+and shows a tqdm bar in images/s. Workers die with the parent, a worker that dies is noticed at once, and one
+that reports no batch for `worker_timeout` seconds (default 60 s + 0.5 s per image of a batch, about 20x the
+measured rate) fails the run (`cnnx._workers`).
+
+Verdict: the run FAILS (CosimResult.failed, exit 1) on any int8 difference, or when a float path gives
+non-finite logits (NaN/inf): then the int8 agreement says nothing about the trained network. A checkpoint
+whose parameters are not finite is refused before any work (exit 2).
 
 Test hook: `corrupt_rtl_layer=k` flips the largest-magnitude weight of int8 layer k in what is SENT TO THE RTL
 only, to prove that a wrong RTL result is caught (the CLI then exits non-zero).
@@ -23,16 +30,15 @@ only, to prove that a wrong RTL result is caught (the CLI then exits non-zero).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from . import ptq
+from ._cliutil import cli_error, dumps
 
 # ------------------------------------------------------------------------------------------------------------
 # float paths
@@ -125,6 +131,10 @@ class RtlRunner:
                 raise ValueError(f"corrupt_rtl_layer must index a conv/linear layer, got {corrupt_rtl_layer}")
             self.weights[corrupt_rtl_layer] = _corrupted(self.weights[corrupt_rtl_layer])
 
+    def close(self) -> None:
+        self.conv.close()
+        self.pool.close()
+
     def run_layer(self, i: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(int8 output, cycles per image) of int8 layer i on the RTL."""
         layer, n = self.qmodel.layers[i], x.shape[0]
@@ -144,9 +154,12 @@ class RtlRunner:
         raise ValueError(f"the RTL cannot run layer kind {layer.kind!r}")
 
 
-def _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch, progress, use_rtl=True):
+def _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch, progress, use_rtl=True,
+                   runner=None):
     """int8-cython (all layers) and RTL (chained on itself) over one chunk of quantised images."""
-    runner = RtlRunner(qmodel, rows, cols, driver, corrupt_rtl_layer) if use_rtl else None
+    if use_rtl and runner is None:
+        runner = RtlRunner(qmodel, rows, cols, driver, corrupt_rtl_layer)
+    runner = runner if use_rtl else None
     n, n_layers = x_int8.shape[0], len(qmodel.layers)
     identical = np.zeros((n, n_layers), bool)
     cycles = np.zeros((n, n_layers), np.int64)
@@ -176,15 +189,48 @@ def _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch,
     }
 
 
-def _worker(wid, queue, qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch, use_rtl):
-    """A spawned worker: one own set of cores, one chunk of images; reports progress and the result."""
+def _chunk_worker(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch, use_rtl, *, progress):
+    """A spawned worker (cnnx._workers.run_workers): its own set of cores, one chunk of images."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    return _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch, progress, use_rtl)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), the cap on co-simulation workers."""
     try:
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
-        res = _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch,
-                             lambda k: queue.put(("progress", wid, k)), use_rtl)
-        queue.put(("done", wid, res))
-    except BaseException:  # the parent must hear of any failure, or it would wait for ever
-        queue.put(("error", wid, traceback.format_exc()))
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def default_worker_timeout(batch: int) -> float:
+    """Seconds a worker may go without reporting a batch: start-up (imports, loading the build) plus a
+    per-image allowance ~20x the measured fast-driver rate (LeNet-5, 8x8: ~22 ms per image per worker)."""
+    return 60.0 + 0.5 * batch
+
+
+def check_rtl_request(qmodel: ptq.QuantizedModel, rows: int, cols: int,
+                      corrupt_rtl_layer: int | None) -> None:
+    """The usage checks of a co-simulation, made in the parent before any worker starts (ValueError)."""
+    for name, v in (("rows", rows), ("cols", cols)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or not 1 <= v <= 256:
+            raise ValueError(f"the systolic array's {name} must be in 1..256, got {v!r}")
+    if corrupt_rtl_layer is not None:
+        n = len(qmodel.layers)
+        ok = isinstance(corrupt_rtl_layer, int | np.integer) and 0 <= corrupt_rtl_layer < n
+        if not ok or qmodel.layers[corrupt_rtl_layer].w is None:
+            ks = [i for i, layer in enumerate(qmodel.layers) if layer.w is not None]
+            raise ValueError(f"--corrupt-rtl-layer must index a conv/linear layer (one of {ks}), got "
+                             f"{corrupt_rtl_layer}")
+
+
+def check_finite_model(model, what: str = "the checkpoint") -> None:
+    """Refuse (ValueError) a model with a NaN or infinite parameter: nothing computed from it means much."""
+    for name, value in model.state_dict().items():
+        a = np.asarray(value)
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+            raise ValueError(f"{what} has {bad} non-finite values (NaN/inf) in parameter {name}; refusing it")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -215,11 +261,12 @@ class CosimResult:
     layers: list[LayerReport]
     accuracy: dict  # path -> accuracy (on the images that path ran)
     agreement: dict  # "a vs b" -> fraction of images with the same argmax
-    float_logits_max_abs_diff: float
+    float_logits_max_abs_diff: float | None  # None without a golden subset
     mismatches: list = field(default_factory=list)
     wall_time_s: float = 0.0
     rtl_time_s: float = 0.0
     rtl: bool = True
+    nonfinite: list = field(default_factory=list)  # "float-cython logits: 3 of 12 images" ...
 
     @property
     def int8_mismatch(self) -> bool:
@@ -231,9 +278,15 @@ class CosimResult:
                 return True
         return False
 
+    @property
+    def failed(self) -> bool:
+        """The check's verdict: an int8 mismatch, or a float path that gave NaN/inf."""
+        return self.int8_mismatch or bool(self.nonfinite)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["int8_mismatch"] = self.int8_mismatch
+        d["failed"] = self.failed
         d["images_per_s"] = self.n_images / self.wall_time_s if self.wall_time_s else None
         return d
 
@@ -255,7 +308,8 @@ class CosimResult:
             lines.append(f"{r.index:>2} {r.name:<14} {shape:<14} {fmt(r.float_max_abs_diff, '15.2e')} "
                          f"{cynp:>11} {cyrtl:>12} {fmt(r.rtl_cycles_per_image, '12.1f')} "
                          f"{fmt(r.model_cycles_per_image, '10d')}")
-        lines.append(f"float logits: max |cython - golden| = {self.float_logits_max_abs_diff:.2e}")
+        if self.float_logits_max_abs_diff is not None:
+            lines.append(f"float logits: max |cython - golden| = {self.float_logits_max_abs_diff:.2e}")
         lines.append("accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in self.accuracy.items()))
         lines.append("argmax agreement: " + ", ".join(f"{k} {v:.4f}" for k, v in self.agreement.items()))
         for img, layer, nd in self.mismatches:
@@ -264,7 +318,14 @@ class CosimResult:
         lines.append(f"RTL cycles per image (all layers): {total:.0f}; wall time {self.wall_time_s:.1f} s "
                      f"({self.n_images / max(self.wall_time_s, 1e-9):.1f} images/s), RTL part "
                      f"{self.rtl_time_s:.1f} s")
-        verdict = "INT8 MISMATCH" if self.int8_mismatch else "all int8 tensors bit-identical"
+        for what in self.nonfinite:
+            lines.append(f"NON-FINITE: {what}")
+        if self.nonfinite:
+            verdict = "FAILED: a float path gives NaN/inf (" + "; ".join(self.nonfinite) + ")"
+            if self.int8_mismatch:
+                verdict += ", and INT8 MISMATCH"
+        else:
+            verdict = "INT8 MISMATCH" if self.int8_mismatch else "all int8 tensors bit-identical"
         lines.append("RESULT: " + verdict)
         return "\n".join(lines)
 
@@ -351,10 +412,12 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
               calib_images=None, array: tuple[int, int] = (8, 8), workers: int | None = None,
               driver: str = "fast", golden_images: int | None = None, batch: int = 250,
               corrupt_rtl_layer: int | None = None, rtl: bool = True, progress: bool = True,
-              preprocess=None) -> CosimResult:
+              preprocess=None, worker_timeout: float | None = None) -> CosimResult:
     """Run `images` (uint8 (N, H, W) or (N, C, H, W)) through every path and compare; see the module
     docstring. The pixels become floats by the quantised model's stored preprocessing (`preprocess`, a
-    `cnnx.io.preprocess.Preprocess`, when the model is quantised here; MNIST's when none is given)."""
+    `cnnx.io.preprocess.Preprocess`, when the model is quantised here; MNIST's when none is given). Usage
+    errors raise ValueError/TypeError before any worker starts; a worker that fails, dies or stalls for
+    `worker_timeout` s raises CheckFailed."""
     from tqdm import tqdm
 
     t0 = time.perf_counter()
@@ -370,31 +433,29 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
     if driver not in ("fast", "python"):
         raise ValueError(f"driver must be 'fast' or 'python', got {driver!r}")
     n_golden = min(n, 200) if golden_images is None else max(0, min(int(golden_images), n))
-    workers = max(1, min(int(workers or os.cpu_count() or 1), n))
+    workers = max(1, min(int(workers or usable_cpus()), n, usable_cpus()))
+    if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+    timeout = default_worker_timeout(batch) if worker_timeout is None else float(worker_timeout)
+    if not timeout > 0:
+        raise ValueError(f"worker_timeout must be > 0 seconds, got {worker_timeout!r}")
     if qmodel is None:
         if calib_images is None:
             raise ValueError("pass a quantised model (qmodel=) or calibration images (calib_images=)")
         qmodel = ptq.quantize_model(model, calib_images, preprocess=preprocess)
+    check_rtl_request(qmodel, rows, cols, corrupt_rtl_layer)
     x_int8 = qmodel.quantize_input(images)
     if rtl:
         check_fits_rtl(qmodel)
+    # The parent builds (or checks the cached build of) both cores and loads them once, so a usage error or
+    # a broken toolchain is reported here and no worker ever compiles or reads an unchecked build.
+    runner = RtlRunner(qmodel, rows, cols, driver, corrupt_rtl_layer) if rtl else None
 
     # 1. the int8-cython and RTL paths over all N: in spawned workers (or inline for one worker)
     chunks = _split(n, workers)
     results: dict[int, dict] = {}
     bar = tqdm(total=n, unit="img", desc="int8 cpu vs rtl", disable=not progress, file=sys.stderr)
     t_rtl = time.perf_counter()
-    procs, queue = [], None
-    if workers > 1:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("spawn")
-        queue = ctx.Queue()
-        for wid, (a, b) in enumerate(chunks):
-            p = ctx.Process(target=_worker, args=(wid, queue, qmodel, x_int8[a:b], rows, cols, driver,
-                                                  corrupt_rtl_layer, batch, rtl), daemon=True)
-            p.start()
-            procs.append(p)
 
     # 2. meanwhile, in a thread of this process (so the progress bar keeps moving): the float paths and the
     # golden subset. The heavy parts are Cython/NumPy calls that release the GIL.
@@ -425,37 +486,27 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
         thread = threading.Thread(target=cpu_paths, name="cnnx-cosim-cpu", daemon=True)
         thread.start()
 
-    if workers == 1:
-        results[0] = _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch,
-                                    bar.update, rtl)
-    else:
-        import queue as queue_mod
+    try:
+        if workers == 1:
+            results[0] = _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch,
+                                        bar.update, rtl, runner=runner)
+        else:
+            from ._workers import run_workers
 
-        errors, reported = [], set()
-        while len(results) + len(errors) < len(procs):
-            try:
-                kind, wid, payload = queue.get(timeout=2.0)
-            except queue_mod.Empty:
-                # a worker that died without a word (killed, crashed in C) must not leave us waiting for ever
-                for wid, p in enumerate(procs):
-                    if p.exitcode not in (None, 0) and wid not in reported and wid not in results:
-                        reported.add(wid)
-                        errors.append(f"worker {wid} exited with code {p.exitcode} and no report")
-                continue
-            if kind == "progress":
-                bar.update(payload)
-            elif kind == "done":
-                reported.add(wid)
-                results[wid] = payload
-            elif wid not in reported:
-                reported.add(wid)
-                errors.append(payload)
-        for p in procs:
-            p.join()
-        if errors:
-            bar.close()
-            raise RuntimeError("a co-simulation worker failed:\n" + "\n".join(errors))
-    bar.close()
+            if runner is not None:
+                # one image through every layer here first: what the RTL refuses for this model and array
+                # (a layer too big for a core's buffers ...) is refused here, not in every worker
+                h = x_int8[:1]
+                for i in range(len(qmodel.layers)):
+                    h, _ = runner.run_layer(i, h)
+                runner.close()
+            jobs = [(qmodel, x_int8[a:b], rows, cols, driver, corrupt_rtl_layer, batch, rtl)
+                    for a, b in chunks]
+            out = run_workers(_chunk_worker, jobs, stall_timeout=timeout, on_progress=bar.update,
+                              what="co-simulation worker")
+            results = dict(enumerate(out))
+    finally:
+        bar.close()
     rtl_time = time.perf_counter() - t_rtl
     if thread is not None:
         thread.join()
@@ -483,7 +534,8 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
         fdiff = None
         if n_golden and layer.float_index >= 0:
             k = layer.float_index
-            fdiff = float(np.max(np.abs(fl_cy[k].astype(np.float64) - fl_np[k])))
+            with np.errstate(invalid="ignore"):  # inf - inf: NaN, reported as non-finite below
+                fdiff = float(np.max(np.abs(fl_cy[k].astype(np.float64) - fl_np[k])))
         cynp = None
         if n_golden:
             same = (np_trace[i + 1] == cy_trace_g[i + 1]).reshape(n_golden, -1).all(axis=1)
@@ -513,11 +565,21 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
         agreement["int8-cython vs int8-numpy"] = agree("int8-cython", "int8-numpy")
     if rtl:
         agreement["int8-cython vs rtl"] = agree("int8-cython", "rtl")
-    flog = float(np.max(np.abs(fl_cy[-1].astype(np.float64) - fl_np[-1]))) if n_golden else float("nan")
+    with np.errstate(invalid="ignore"):
+        flog = float(np.max(np.abs(fl_cy[-1].astype(np.float64) - fl_np[-1]))) if n_golden else None
+    nonfinite = []
+    float_logits = {"float-cython logits": float_cy_logits,
+                    "float-numpy logits": fl_np[-1] if n_golden else None}
+    for what, logits in float_logits.items():
+        if logits is not None:
+            finite = np.isfinite(np.asarray(logits, np.float64)).reshape(len(logits), -1)
+            bad = int((~finite.all(axis=1)).sum())
+            if bad:
+                nonfinite.append(f"{what}: {bad} of {len(logits)} images")
     return CosimResult(
         n_images=n, n_golden=n_golden, array=(rows, cols), driver=driver, workers=workers, layers=reports,
         accuracy=accuracy, agreement=agreement, float_logits_max_abs_diff=flog, mismatches=mismatches[:10],
-        wall_time_s=time.perf_counter() - t0, rtl_time_s=rtl_time, rtl=rtl,
+        wall_time_s=time.perf_counter() - t0, rtl_time_s=rtl_time, rtl=rtl, nonfinite=nonfinite,
     )
 
 
@@ -540,8 +602,8 @@ def parse_array(text) -> tuple[int, int]:
         rows, cols = int(r), int(c)
     except ValueError:
         raise ValueError(f"--array must look like 8x8, got {text!r}") from None
-    if rows < 1 or cols < 1:
-        raise ValueError(f"--array sizes must be positive, got {text!r}")
+    if not (1 <= rows <= 256 and 1 <= cols <= 256):
+        raise ValueError(f"--array sizes must be in 1..256, got {text!r}")
     return rows, cols
 
 
@@ -560,6 +622,7 @@ def load_run(run_dir, data=None):
     from .io import dataset, preprocess
 
     model, info = load(run_dir)
+    check_finite_model(model, str(info.get("path", run_dir)))
     prep = preprocess.of_meta(info["meta"])
     images, labels = dataset.eval_split(info["meta"], data)
     if images.ndim == 3:
@@ -582,41 +645,33 @@ def cosim_run_dir(run_dir, n_images: int = 1000, data=None, **kwargs) -> CosimRe
     return run_cosim(model, images[:n_images], labels[:n_images], qmodel=qmodel, **kwargs)
 
 
-def cli_error(command: str, e: Exception) -> int:
-    """Report an exception of `cnnx cosim|profile` on stderr and give its exit code: 2 for bad input or a
-    missing RTL bridge, 1 when a worker or the simulator failed (the check did not pass). Others re-raise."""
-    if isinstance(e, ValueError | TypeError | FileNotFoundError):
-        print(f"cnnx {command}: error: {e}", file=sys.stderr)
-        return 2
-    if isinstance(e, ImportError):
-        print(f"cnnx {command}: the RTL bridge cannot be loaded ({e}); it needs Verilator and pyverilator-mm",
-              file=sys.stderr)
-        return 2
-    if isinstance(e, RuntimeError):
-        print(f"cnnx {command}: {e}", file=sys.stderr)
-        return 1
-    raise e
-
-
 def cli_cosim(args) -> int:
     """`cnnx cosim RUN_DIR --images N --array 8x8 --workers K --driver fast|python --json`: 0 when every int8
-    tensor matched, 1 on any int8 mismatch, 2 on bad input."""
+    tensor matched and the float paths are finite, 1 when not (or a worker failed), 2 on bad input. Every
+    usage check runs here, in the parent, before any worker starts."""
+    as_json = getattr(args, "json", False)
     try:
+        array = parse_array(args.array)
+        cpus = usable_cpus()
+        if args.workers is not None and args.workers > cpus:
+            print(f"cnnx cosim: --workers {args.workers} is more than the {cpus} CPUs this process may use; "
+                  f"using {cpus}", file=sys.stderr)
         res = cosim_run_dir(
             args.run_dir,
             n_images=args.images,
-            array=parse_array(args.array),
+            array=array,
             workers=args.workers,
             driver=args.driver,
             golden_images=args.golden_images,
             corrupt_rtl_layer=args.corrupt_rtl_layer,
-            progress=not args.json,
+            progress=not as_json,
+            worker_timeout=getattr(args, "worker_timeout", None),
             data=getattr(args, "data", None),
         )
     except Exception as e:
-        return cli_error("cosim", e)
-    if args.json:
-        print(json.dumps(res.to_dict()))
+        return cli_error("cosim", e, as_json)
+    if as_json:
+        print(dumps(res.to_dict()))
     else:
         print(res.table())
-    return 1 if res.int8_mismatch else 0
+    return 1 if res.failed else 0

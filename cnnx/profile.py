@@ -15,7 +15,7 @@ Timings are wall-clock on a shared machine: noisy, so read them as ratios measur
 
 from __future__ import annotations
 
-import json
+import math
 import time
 from pathlib import Path
 
@@ -23,9 +23,16 @@ import numpy as np
 
 from . import _threads, ptq
 from ._atomic import atomic_write
+from ._cliutil import cli_error, dumps, output_dir
 from ._threads import set_num_threads
-from .harness import RtlRunner, cli_error, layer_macs, layers_for_groups, parse_array
+from .harness import (
+    RtlRunner,
+    layer_macs,
+    layers_for_groups,
+    parse_array,
+)
 
+PROFILE_FILES = ("profile.json", "layers.png", "sweep.png")
 SWEEP = ((4, 4), (8, 8), (16, 16), (32, 32))
 
 
@@ -49,8 +56,10 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
                   rtl_images: int = 4, repeats: int = 3, driver: str = "fast", rtl: bool = True) -> dict:
     """Profile `model` (float) and its quantised form on `images` (uint8 MNIST); returns a JSON-able dict."""
     rows, cols = array
-    if clock_mhz <= 0:
-        raise ValueError(f"clock must be positive, got {clock_mhz} MHz")
+    if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, int | float) or not (
+        math.isfinite(clock_mhz) and clock_mhz > 0
+    ):
+        raise ValueError(f"the clock must be a finite number of MHz > 0, got {clock_mhz!r}")
     n = len(images)
     if n == 0:
         raise ValueError("need at least one image to profile")
@@ -238,19 +247,31 @@ def profile_run_dir(run_dir, n_images: int = 16, data=None, **kwargs) -> dict:
 
 
 def cli_profile(args) -> int:
-    """`cnnx profile RUN_DIR --array 8x8 --clock-mhz 200 --out DIR --images N --json`."""
+    """`cnnx profile RUN_DIR --array 8x8 --clock-mhz 200 --out DIR --images N --json`. Every input and the
+    output directory (created, probed, locked) are checked before the profile runs; profile.json is strict
+    JSON (a figure that is not finite is null)."""
+    from .checkpoint import read
+
+    as_json = getattr(args, "json", False)
     run_dir = args.run_dir
     out = args.out or str(Path(run_dir) / "profile")
     try:
-        prof = profile_run_dir(run_dir, n_images=args.images, array=parse_array(args.array),
-                               clock_mhz=args.clock_mhz, data=getattr(args, "data", None))
+        array = parse_array(args.array)
+        clock = float(args.clock_mhz)
+        if not (math.isfinite(clock) and clock > 0):
+            raise ValueError(f"--clock-mhz must be a finite number > 0, got {args.clock_mhz!r}")
+        read(run_dir)  # a missing or corrupt checkpoint is refused before the output directory is made
+        with output_dir(out, "--out", files=PROFILE_FILES, what="profile directory"):
+            prof = profile_run_dir(run_dir, n_images=args.images, array=array, clock_mhz=clock,
+                                   data=getattr(args, "data", None))
+            prof["charts"] = write_charts(prof, out)
+            text = dumps(prof, indent=1)
+            with atomic_write(Path(out, "profile.json"), "w") as f:
+                f.write(text)
     except Exception as e:
-        return cli_error("profile", e)
-    prof["charts"] = write_charts(prof, out)
-    with atomic_write(Path(out, "profile.json"), "w") as f:
-        json.dump(prof, f, indent=1)
-    if args.json:
-        print(json.dumps(prof))
+        return cli_error("profile", e, as_json)
+    if as_json:
+        print(dumps(prof))
     else:
         print(format_table(prof))
         print(f"wrote {', '.join(prof['charts'])} and {Path(out, 'profile.json')}")

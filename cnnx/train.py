@@ -10,8 +10,11 @@ is `default_rng([seed, e, b])`, the weights come from `build_model(name, seed)`.
 count give the same weights, and a run interrupted at batch b and resumed repeats exactly what an
 uninterrupted run would have done (except for Dropout's own generator, whose state is not checkpointed).
 
-Ctrl-C: the first SIGINT only sets a flag; the loop finishes the current optimiser step, saves a resumable
-checkpoint (position = the next batch) and raises `TrainingInterrupted`.
+Ctrl-C and SIGTERM: the first SIGINT or SIGTERM only sets a flag; the loop finishes the current optimiser
+step, saves a resumable checkpoint (position = the next batch) and raises `TrainingInterrupted` (its `signum`
+says which signal; the CLI exits 130 for SIGINT, 143 for SIGTERM). A signal during an epoch's validation pass
+or the final test evaluation is honoured once the epoch's checkpoint is saved; a second signal while saving
+gives up the clean path (KeyboardInterrupt).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint, data, models, nn, optim
-from ._atomic import atomic_write
+from ._atomic import atomic_write, remove_stale_temps
 from ._threads import set_num_threads
 
 METRICS_NAME = "metrics.json"
@@ -97,14 +100,16 @@ class TrainConfig:
 
 
 class TrainingInterrupted(Exception):
-    """Training stopped on request (Ctrl-C); `checkpoint` is the resumable checkpoint just written."""
+    """Training stopped on request (Ctrl-C, SIGTERM or `should_stop`); `checkpoint` is the resumable
+    checkpoint just written, `signum` the signal that asked (SIGINT when a callback did)."""
 
-    def __init__(self, checkpoint_path: Path, epoch: int, batch: int):
+    def __init__(self, checkpoint_path: Path, epoch: int, batch: int, signum: int = signal.SIGINT):
         super().__init__(
             f"interrupted at epoch {epoch + 1}, batch {batch}; checkpoint saved to {checkpoint_path}"
         )
         self.checkpoint = checkpoint_path
         self.epoch, self.batch = epoch, batch
+        self.signum = int(signum)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -290,26 +295,37 @@ def write_plots(run_dir: Path, history: list[dict], model, confusion, image_shap
 # ---------------------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------------------
+class SignalInterrupt(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM while the first is being honoured: give up the clean path."""
+
+    def __init__(self, signum: int):
+        super().__init__()
+        self.signum = int(signum)
+
+
 class _StopFlag:
-    """Set by the first SIGINT (installed only in the main thread) or by a caller's callback."""
+    """Set by the first SIGINT or SIGTERM (handlers set only in the main thread); `signum` says which."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.set = False
-        self._old = None
+        self.signum = signal.SIGINT
+        self._old: dict = {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
+            self._old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
         return self
 
     def _handler(self, signum, frame):
-        if self.set:  # a second Ctrl-C while saving: give up the clean path
-            raise KeyboardInterrupt
-        self.set = True
+        if self.set:  # a second signal while saving: give up the clean path
+            raise SignalInterrupt(signum)
+        self.set, self.signum = True, signum
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for s, old in self._old.items():
+            signal.signal(s, old)
         return False
 
 
@@ -442,6 +458,8 @@ def fit(
         )
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        remove_stale_temps(run_dir)  # leftovers of writes killed mid-way (their writer is gone)
     cfg_dict = asdict(cfg)
 
     def save(epoch: int, batch: int, train_seconds: float) -> Path:
@@ -511,7 +529,7 @@ def fit(
                     if bar is not None:
                         bar.close()
                     path = save(epoch, b + 1, train_seconds)
-                    raise TrainingInterrupted(path, epoch, b + 1)
+                    raise TrainingInterrupted(path, epoch, b + 1, stop.signum)
             if bar is not None:
                 bar.close()
             val = (
@@ -538,11 +556,14 @@ def fit(
             sums = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
             path = save(epoch + 1, 0, train_seconds)
             write_json_atomic(run_dir / METRICS_NAME, {"config": cfg_dict, "epochs": history})
-            # A Ctrl-C during the validation pass is honoured here, with the epoch's checkpoint just saved.
-            if stop.set and epoch + 1 < cfg.epochs:
-                raise TrainingInterrupted(path, epoch + 1, 0)
+            # A signal during the validation pass is honoured here, with the epoch's checkpoint just saved
+            # (after the last epoch too: `--resume` then runs only the final evaluation).
+            if stop.set:
+                raise TrainingInterrupted(path, epoch + 1, 0, stop.signum)
 
-    test = evaluate(model, x_test, y_test, preprocess=prep)
+        test = evaluate(model, x_test, y_test, preprocess=prep)
+        if stop.set:  # during the final test evaluation: nothing of it is written yet
+            raise TrainingInterrupted(run_dir / checkpoint.CHECKPOINT_NAME, cfg.epochs, 0, stop.signum)
     wall = time.perf_counter() - wall0
     summary = {
         "model": cfg.model,

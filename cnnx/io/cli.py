@@ -48,13 +48,17 @@ def add_import_parser(sub) -> None:
 
 
 def cli_import(args, out) -> int:
+    from .._cliutil import CliError, output_dir
     from . import import_model
 
     try:
-        res = import_model(args.file, args.out, config=args.config, input_shape=args.input_shape,
-                           mean=args.mean, std=args.std, data=args.data, force=args.force)
-    except (ValueError, TypeError, OSError) as e:  # OnnxImportError/TorchImportError/DatasetError: ValueError
-        return out.error("import", str(e))
+        # the run directory is checked, locked while the checkpoint is written, and removed again if the
+        # import is refused (nothing is left behind)
+        with output_dir(args.out, "--out", files=("checkpoint.npz",)):
+            res = import_model(args.file, args.out, config=args.config, input_shape=args.input_shape,
+                               mean=args.mean, std=args.std, data=args.data, force=args.force)
+    except (ValueError, TypeError, OSError, CliError) as e:  # Onnx/Torch/DatasetError are ValueErrors
+        return out.error("import", e)
     out.say(f"imported {args.file} ({res['format']}): {res['layers']} layers, {res['parameters']:,} "
             f"parameters, input {tuple(res['input_shape'])}, {res['num_classes']} classes, preprocessing "
             f"{res['preprocess']}, in {res['seconds'] * 1000:.0f} ms")

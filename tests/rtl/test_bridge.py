@@ -151,7 +151,8 @@ def test_two_processes_building_at_once_share_one_build(tmp_path):
     assert (tmp_path / "calls.txt").read_text().splitlines() == ["cnnx_pool_core"]
     left = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith((".lock", ".txt")))
     assert left == [os.path.basename(paths[0])]
-    assert sorted(p.name for p in (tmp_path / left[0]).iterdir()) == ["Vcnnx_pool_core", "libcnnx_batch.so"]
+    assert sorted(p.name for p in (tmp_path / left[0]).iterdir()) == ["Vcnnx_pool_core", "libcnnx_batch.so",
+                                                                      "manifest.json"]
 
 
 @pytest.mark.rtl
