@@ -1,4 +1,4 @@
-"""The `cnnx` command: `cnnx train | eval | cosim | profile` (also `python -m cnnx ...`).
+"""The `cnnx` command: `cnnx train | eval | cosim | profile | import` (also `python -m cnnx ...`).
 
 Exit codes: 0 success, 1 a check failed (cosim/profile), 2 bad input or environment (usage, unknown model, bad
 numbers, a missing, corrupt or foreign checkpoint, an output path that is not a writable directory or is in
