@@ -27,6 +27,7 @@ from ._cliutil import cli_error, dumps, output_dir
 from ._threads import set_num_threads
 from .harness import (
     RtlRunner,
+    check_fits_rtl,
     layer_macs,
     layers_for_groups,
     parse_array,
@@ -107,6 +108,7 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
 
     # measured cycles on the simulator (a few images), chained on the CPU's int8 inputs
     if rtl:
+        check_fits_rtl(qmodel)  # a layer too big for the cores is refused by name, before any simulation
         runner = RtlRunner(qmodel, rows, cols, driver)
         k = max(1, min(rtl_images, n))
         for i, row in enumerate(rows_out):

@@ -186,6 +186,10 @@ def test_mlp_runs_in_int8_on_the_cpu_and_the_rtl_refusal_names_the_layer():
     with pytest.raises(ValueError, match=r"int8 layer 1 \(Linear\+ReLU.*235200 entries of weights.*65536.*"
                                          r"does not tile"):
         harness.run_cosim(model, x[:4], np.zeros(4, np.int64), qmodel=q, workers=1, progress=False)
+    from cnnx.profile import profile_model
+
+    with pytest.raises(ValueError, match=r"int8 layer 1 .*does not tile"):
+        profile_model(model, q, x[:2], repeats=1)
 
 
 # ---------------------------------------------------------------------------------------------------------
