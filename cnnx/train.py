@@ -1,4 +1,6 @@
-"""Training and evaluation of cnnx models on MNIST: the loop behind `cnnx train` and `cnnx eval`.
+"""Training and evaluation of cnnx models on MNIST or a dataset .npz (`cnnx.io.dataset`): the loop behind
+`cnnx train` and `cnnx eval`. The input preprocessing (`cnnx.io.preprocess`), input shape, class count and
+dataset are stored in every checkpoint's metadata, for eval, quantisation and co-simulation to use.
 
 Mini-batch training with a per-step learning-rate schedule, optional augmentation, a held-out validation
 split, a checkpoint + metrics.json after every epoch, and PNG plots at the end. Per-sample Python work is
