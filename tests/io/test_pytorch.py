@@ -75,6 +75,7 @@ def test_pt_file_without_torch_says_so(tmp_path, lenet_sd, monkeypatch):
         load_pytorch(tmp_path / "w.pt", models.build_model("lenet5").config())
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's TorchScript exporter announces its end
 def test_exported_from_pytorch(tmp_path, layer_check, tol, capsys):
     torch = pytest.importorskip("torch")
     from torch import nn as tnn
