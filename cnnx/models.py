@@ -4,6 +4,7 @@
                     Conv2d(1,6,5,pad 2)-ReLU-MaxPool2d(2)-Conv2d(6,16,5)-ReLU-MaxPool2d(2)-Flatten-
                     Linear(400,120)-ReLU-Linear(120,84)-ReLU-Linear(84,10)                61,706 parameters
     lenet5-classic  the same sizes with Tanh and average pooling, Xavier init                   61,706
+    lenet5-classic-relu  lenet5-classic with ReLU for Tanh (average pooling kept), He init        61,706
     mlp             784-300-100-10 with ReLU, He init                                          266,610
 
 The int8/RTL path (cnnx.ptq) fuses each ReLU into the conv/linear before it and pools after it, so every
@@ -15,9 +16,12 @@ Every layer gets its own seed drawn from one SeedSequence(seed): the same seed g
 Other datasets: `input_shape` (C, H, W) and `num_classes` adapt the first and last layers. LeNet-5's first
 convolution pads by 2 on inputs smaller than 32x32 (MNIST, as above) and not at all on 32x32 or larger, which
 is LeCun's original geometry (32x32 in, 5x5x16 after the second pooling); the first Linear takes whatever the
-convolutions leave. The int8 forms: `lenet5` and `mlp` quantise as they are; `lenet5-classic` has Tanh,
-which the int8 scheme lacks, so quantising it is refused with a message pointing at `lenet5`, its ReLU /
-max-pooling twin (replacing Tanh by ReLU after training would be a different network, silently).
+convolutions leave.
+
+The int8 forms: `lenet5`, `lenet5-classic-relu` and `mlp` quantise as they are. `lenet5-classic` has Tanh,
+which the int8 scheme lacks: quantising it is refused with a message pointing at `lenet5-classic-relu` (Tanh
+replaced by ReLU, everything else the same), which is trained as such. Swapping the activation of a trained
+Tanh network would silently be another network with other accuracy, so cnnx never does it behind your back.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 
 from . import nn
 
-MODELS = ("lenet5", "lenet5-classic", "mlp")
+MODELS = ("lenet5", "lenet5-classic", "mlp", "lenet5-classic-relu")
 INPUT_SHAPE = (1, 28, 28)
 
 
@@ -34,9 +38,11 @@ def _seeds(seed: int, n: int) -> list[int]:
     return [int(s) for s in np.random.SeedSequence(int(seed)).generate_state(n)]
 
 
-def _lenet5(seed: int, dropout: float, classic: bool, input_shape=INPUT_SHAPE, num_classes: int = 10
-            ) -> nn.Sequential:
-    init = "xavier" if classic else "he"
+def _lenet5(seed: int, dropout: float, classic: bool, input_shape=INPUT_SHAPE, num_classes: int = 10,
+            tanh: bool | None = None) -> nn.Sequential:
+    """classic: average pooling (else max); tanh: Tanh, Xavier init (else ReLU, He; default: classic)."""
+    tanh = classic if tanh is None else tanh
+    init = "xavier" if tanh else "he"
     c, h, w = input_shape
     pad = 2 if min(h, w) < 32 else 0
     # conv 5x5 (pad) -> pool 2 -> conv 5x5 -> pool 2, with floor division as the layers do
@@ -46,7 +52,7 @@ def _lenet5(seed: int, dropout: float, classic: bool, input_shape=INPUT_SHAPE, n
     s = _seeds(seed, 6)
 
     def act():
-        return nn.Tanh() if classic else nn.ReLU()
+        return nn.Tanh() if tanh else nn.ReLU()
 
     def pool():
         return nn.AvgPool2d(2) if classic else nn.MaxPool2d(2)
@@ -93,7 +99,8 @@ def build_model(name: str, seed: int = 0, dropout: float = 0.0, input_shape=INPU
     if name == "mlp":
         model = _mlp(seed, dropout, shape, int(num_classes))
     else:
-        model = _lenet5(seed, dropout, name == "lenet5-classic", shape, int(num_classes))
+        model = _lenet5(seed, dropout, name.startswith("lenet5-classic"), shape, int(num_classes),
+                        tanh=name == "lenet5-classic")
     try:
         model.output_shapes(shape)
     except ValueError as e:

@@ -284,8 +284,8 @@ def quantize_model(model, calib_images, percentile: float = 99.99, input_scale: 
             raise ValueError(f"layer {i} (ReLU) does not directly follow a Conv2d/Linear, so it cannot be "
                              "fused into the int8 requantisation; the int8 path supports only fused ReLUs")
         else:
-            hint = (" (the zoo's lenet5 is lenet5-classic with ReLU and max pooling: train that one for an "
-                    "int8/RTL form)" if kind in ("Tanh", "Sigmoid") else "")
+            hint = (" (for an int8/RTL form, train a ReLU network: the zoo's lenet5-classic-relu is "
+                    "lenet5-classic with ReLU for Tanh)" if kind in ("Tanh", "Sigmoid") else "")
             raise ValueError(f"layer {i} ({layer!r}) has no int8 form: the int8 path supports Conv2d, "
                              "Linear, ReLU (fused after Conv2d/Linear), MaxPool2d, AvgPool2d, Flatten, "
                              f"Dropout{hint}")

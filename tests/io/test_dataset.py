@@ -168,9 +168,17 @@ def test_zoo_builders_fit_the_input():
 # the zoo's int8 forms
 # ---------------------------------------------------------------------------------------------------------
 def test_lenet5_classic_has_no_int8_form_and_says_which_model_does():
-    x = np.zeros((4, 28, 28), np.uint8)
-    with pytest.raises(ValueError, match=r"Tanh.*no int8 form.*lenet5 is lenet5-classic with ReLU"):
+    x = np.random.default_rng(0).integers(0, 256, (16, 28, 28)).astype(np.uint8)
+    with pytest.raises(ValueError, match=r"Tanh.*no int8 form.*lenet5-classic-relu is lenet5-classic with "
+                                         r"ReLU for Tanh"):
         ptq.quantize_model(models.build_model("lenet5-classic"), x)
+    classic, relu = models.build_model("lenet5-classic", 3), models.build_model("lenet5-classic-relu", 3)
+    kinds = [type(layer).__name__ for layer in relu]
+    assert kinds == [type(layer).__name__.replace("Tanh", "ReLU") for layer in classic]  # only Tanh differs
+    assert sum(p.data.size for p in relu.parameters()) == 61_706 and relu[0].init == "he"
+    q = ptq.quantize_model(relu, x)
+    assert [layer.kind for layer in q.layers][:2] == ["conv", "avgpool"]
+    np.testing.assert_array_equal(q.forward(x, "cython"), q.forward(x, "numpy"))
 
 
 def test_mlp_runs_in_int8_on_the_cpu_and_the_rtl_refusal_names_the_layer():
