@@ -52,19 +52,21 @@ def check_alloc(because: str, *arrays: tuple) -> None:
     """Refuse, before allocating, the arrays (shape, dtype) one call needs when any of them holds more than
     MAX_ELEMENTS elements or all of them together exceed `max_alloc_bytes()`. `because` names the
     argument(s) that set the sizes ("padding=40000 of conv2d", ...); it leads the ValueError's message."""
-    total, budget = 0, max_alloc_bytes()
+    total, budget, sizes = 0, max_alloc_bytes(), []
     for shape, dtype in arrays:
         n = 1
         for s in shape:
             n *= int(s)  # Python ints: exact, no overflow
-        if n > MAX_ELEMENTS:
-            raise ValueError(f"{because}: an array of shape {tuple(int(s) for s in shape)} would hold {n} "
-                             f"elements, more than the {MAX_ELEMENTS} the kernels can index")
+        sizes.append((tuple(int(s) for s in shape), n))
         total += n * np.dtype(dtype).itemsize
     if total > budget:
         raise ValueError(f"{because}: needs {_gib(total)} of new arrays "
-                         f"({', '.join(str(tuple(int(s) for s in sh)) for sh, _ in arrays)}), "
-                         f"more than the {_gib(budget)} budget (raise it with {ALLOC_ENV})")
+                         f"({', '.join(str(sh) for sh, _ in sizes)}), more than the {_gib(budget)} budget "
+                         f"(raise it with {ALLOC_ENV})")
+    for shape, n in sizes:
+        if n > MAX_ELEMENTS:
+            raise ValueError(f"{because}: an array of shape {shape} would hold {n} elements, more than the "
+                             f"{MAX_ELEMENTS} the kernels can index")
 
 
 def _gib(n: int) -> str:
