@@ -58,7 +58,8 @@ def conv2d_acc(x, w, b=None, stride=1, padding=0, floor_mode=False, n_threads=No
     quant.check_acc_range(C * KH * KW, b)  # so the kernel's int32 accumulator cannot wrap
     n_threads = resolve_n_threads(n_threads)
     # the accumulator, the patch matrices, and requantize's int64 working copies of the accumulator
-    check_alloc(f"int8 conv2d with stride={stride}, padding={padding} on input {x.shape} and weight {w.shape}",
+    check_alloc(f"int8 conv2d with stride={stride}, padding={padding} on input {x.shape} and weight "
+                f"{w.shape}",
                 ((N, F, OH, OW), np.int32), ((min(n_threads, N), C * KH * KW * OH * OW), np.int8),
                 ((2, N, F, OH, OW), np.int64))
     out = np.empty((N, F, OH, OW), np.int32)

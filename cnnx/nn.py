@@ -648,11 +648,13 @@ class Sequential(Module):
                 raise TypeError(f"layer arguments must be a dict, got {type(args).__name__}")
             kind = entry.get("type")
             if kind == "Conv2d":
-                i, o = pair("in_channels", args.get("in_channels"))[0], pair("out_channels", args.get("out_channels"))[0]
+                i = pair("in_channels", args.get("in_channels"))[0]
+                o = pair("out_channels", args.get("out_channels"))[0]
                 kh, kw = pair("kernel_size", args.get("kernel_size"))
                 total += o * i * kh * kw + (o if args.get("bias", True) else 0)
             elif kind == "Linear":
-                i, o = pair("in_features", args.get("in_features"))[0], pair("out_features", args.get("out_features"))[0]
+                i = pair("in_features", args.get("in_features"))[0]
+                o = pair("out_features", args.get("out_features"))[0]
                 total += o * i + (o if args.get("bias", True) else 0)
         return total
 

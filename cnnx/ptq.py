@@ -228,7 +228,8 @@ def _finite_float(name: str, v, positive: bool = True) -> float:
         raise TypeError(f"{name} must be a number, got {v!r}")
     v = float(v)
     if not np.isfinite(v) or v < 0 or (positive and v == 0):
-        raise ValueError(f"{name} must be a {'positive' if positive else 'non-negative'} finite number, got {v}")
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"{name} must be a {kind} finite number, got {v}")
     return v
 
 
@@ -316,7 +317,8 @@ def _check_finite_layer(name: str, **arrays) -> None:
     for what, a in arrays.items():
         bad = int((~np.isfinite(a)).sum())
         if bad:
-            raise ValueError(f"{name}: its {what} hold {bad} non-finite value(s) (NaN/inf); refusing to quantise")
+            raise ValueError(f"{name}: its {what} hold {bad} non-finite value(s) (NaN/inf); "
+                             "refusing to quantise")
 
 
 # ------------------------------------------------------------------------------------------------------------

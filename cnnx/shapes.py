@@ -39,7 +39,7 @@ def check_positive_int(name: str, value, minimum: int = 1, maximum: int = MAX_DI
 
 
 def max_alloc_bytes() -> int:
-    """The memory budget of one call: `$CNNX_MAX_ALLOC_BYTES` if set (a positive int), else MAX_ALLOC_BYTES."""
+    """The memory budget of one call: `$CNNX_MAX_ALLOC_BYTES` if set (bytes), else MAX_ALLOC_BYTES."""
     env = os.environ.get(ALLOC_ENV, "").strip()
     if not env:
         return MAX_ALLOC_BYTES

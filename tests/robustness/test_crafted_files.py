@@ -10,6 +10,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from _helpers import assert_clean_error, run_child  # tests/robustness/_helpers.py
 
 from cnnx import checkpoint, nn, ptq
 from cnnx._npz import MAX_JSON_DEPTH, NpzError, json_loads, read_npz
@@ -70,27 +71,28 @@ print("PEAK_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
-def load_in_child(child, path):
+def load_in_child(path):
     """(message, peak RSS in MB) of checkpoint.load(path) in a child process."""
-    r = child(_LOAD_AND_MEASURE, path)
+    r = run_child(_LOAD_AND_MEASURE, path)
     assert r.returncode == 0, f"exit {r.returncode}\n{r.stderr[-3000:]}"
     peak = float(re.search(r"PEAK_MB (\S+)", r.stdout).group(1))
     return r.stdout.splitlines()[0], peak
 
 
-def test_a_valid_checkpoint_still_loads(tmp_path, child):
+def test_a_valid_checkpoint_still_loads(tmp_path):
     path = tmp_path / "ok.npz"
     write_npz(path, checkpoint_members())
     model, _ = checkpoint.load(path)
     assert model.output_shape((1, 28, 28)) == (10,)
-    msg, peak = load_in_child(child, path)
+    msg, peak = load_in_child(path)
     assert msg == "LOADED"
 
 
 CRAFTED = {
     # 200 MiB of compressed zeros in one parameter (a ~200 KB file): refused from the zip directory alone
     "huge_compressed_param": (dict(), {"param/0.weight": (np.float32, (50 * 2**20,))},
-                              r"its arrays would take \d+ bytes uncompressed, more than the limit of 134217728"),
+                              r"its arrays would take \d+ bytes uncompressed, more than the limit of "
+                              r"134217728"),
     # the issue's case: a config saying Linear(20000, 20000) beside small arrays
     "linear_20000_config": (dict(config=[{"type": "Linear", "args": {"in_features": 20000,
                                                                      "out_features": 20000}}],
@@ -116,7 +118,7 @@ CRAFTED = {
 
 
 @pytest.mark.parametrize("case", sorted(CRAFTED))
-def test_crafted_checkpoint_is_refused_with_little_memory(tmp_path, child, case):
+def test_crafted_checkpoint_is_refused_with_little_memory(tmp_path, case):
     kwargs, zeros, match = CRAFTED[case]
     config = kwargs.get("config")
     members = checkpoint_members(**kwargs) if not isinstance(config, str) else {
@@ -127,13 +129,13 @@ def test_crafted_checkpoint_is_refused_with_little_memory(tmp_path, child, case)
     write_npz(path, members, zeros)
     size = path.stat().st_size
     assert size < 2**20, size  # each crafted file is under 1 MB
-    msg, peak = load_in_child(child, path)
+    msg, peak = load_in_child(path)
     assert msg.startswith("REFUSED") and re.search(match, msg), msg
     assert peak < 1024, f"{case}: a {size}-byte file peaked at {peak:.0f} MB"
     print(f"{case}: {size} bytes, refused, peak RSS {peak:.0f} MB")
 
 
-def test_worst_file_under_the_limit_loads_below_1_gb(tmp_path, child):
+def test_worst_file_under_the_limit_loads_below_1_gb(tmp_path):
     """The largest model a file may hold (just under MAX_CHECKPOINT_BYTES of weights, ~600 KB compressed):
     building it and loading its weights is the most memory any accepted small file can cost."""
     n_in = 4096
@@ -145,7 +147,7 @@ def test_worst_file_under_the_limit_loads_below_1_gb(tmp_path, child):
               {"param/0.weight": (np.float32, (n_out, n_in))})
     size = path.stat().st_size
     assert size < 2**20
-    msg, peak = load_in_child(child, path)
+    msg, peak = load_in_child(path)
     assert msg == "LOADED"
     assert peak < 1024, f"a {size}-byte file peaked at {peak:.0f} MB"
     print(f"worst accepted file: {size} bytes, {n_out}x{n_in} weights, loaded, peak RSS {peak:.0f} MB")
@@ -161,7 +163,8 @@ def test_lying_headers_are_caught_before_allocating(tmp_path):
             np.lib.format.write_array(buf, a)
             zf.writestr(k + ".npy", buf.getvalue())
         zf.writestr("param/extra.npy", _npy_header(np.float32, (2**31,)) + bytes(16))
-    with pytest.raises(checkpoint.CheckpointError, match=r"header says float32\(2147483648,\).*holds 16 bytes"):
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r"header says float32\(2147483648,\).*holds 16 bytes"):
         checkpoint.read(path)
 
 
@@ -200,7 +203,7 @@ def test_json_depth_and_length_limits():
     assert json_loads("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) is not None
 
 
-# ---- quantised-model files ----------------------------------------------------------------------------------
+# ---- quantised-model files ---------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -230,22 +233,22 @@ def _set(i, key, value):
     return f
 
 
-def test_crafted_quantised_model_with_huge_stride_is_refused_not_a_segfault(qmodel_file, tmp_path, child,
-                                                                            clean_error):
+def test_crafted_quantised_model_with_huge_stride_is_refused_not_a_segfault(qmodel_file, tmp_path):
     path = tmp_path / "crafted.npz"
 
     def huge(meta):
         meta["layers"][0]["stride"] = 2**62 + 1
         meta["layers"][0]["padding"] = 2**62 + 1
     _rewrite(qmodel_file, path, huge)
-    r = child("""
+    r = run_child("""
         import sys
         import numpy as np
         from cnnx.ptq import QuantizedModel
         imgs = np.zeros((2, 28, 28), np.uint8)
         QuantizedModel.load(sys.argv[1]).predict(imgs)
     """, path)
-    clean_error(r, "ValueError", r"crafted.npz: not a valid cnnx quantised model: layer 0 stride must be <= 2147483647")
+    assert_clean_error(r, "ValueError",
+                       r"crafted.npz: not a valid cnnx quantised model: layer 0 stride must be <= 2147483647")
 
 
 @pytest.mark.parametrize("edit_meta, edit_arrays, match", [
@@ -258,14 +261,14 @@ def test_crafted_quantised_model_with_huge_stride_is_refused_not_a_segfault(qmod
     (_set(1, "kernel", 0), None, r"layer 1 kernel must be >= 1, got 0"),
     (_set(1, "kernel", 5), None, r"layer 1 \(maxpool\): pooling window does not fit"),
     (_set(1, "evil", 1), None, r"only the fields"),
-    (lambda m: m.update(input_shape=[3, 28, 28]), None, r"layer 0 \(conv\): expects 1 input channels, gets 3"),
+    (lambda m: m.update(input_shape=[3, 28, 28]), None, r"layer 0 \(conv\): expects 1 input channels"),
     (lambda m: m.update(input_shape=[1, 2**40, 28]), None, r"input_shape must be <= 2147483647"),
     (lambda m: m.update(input_scale=-1.0), None, r"input_scale must be a positive finite number"),
     (lambda m: m.update(format=2), None, r"format 2"),
-    (lambda m: m.update(layers=m["layers"][:2]), None, r"the last layer gives shape \(2, 13, 13\), not class"),
+    (lambda m: m.update(layers=m["layers"][:2]), None, r"last layer gives shape \(2, 13, 13\), not class"),
     (None, lambda a: a.update(w0=a["w0"].astype(np.int16)), r"'w0': must be int8, got int16"),
     (None, lambda a: a.update(b0=a["b0"].astype(np.float32)), r"'b0': must be int32, got float32"),
-    (None, lambda a: a.update(w3=a["w3"][:, :300]), r"layer 3 \(linear\): expects \(300,\) inputs, gets \(338,\)"),
+    (None, lambda a: a.update(w3=a["w3"][:, :300]), r"layer 3 \(linear\): expects \(300,\) inputs, gets"),
     (None, lambda a: a.update(b3=a["b3"][:3]), r"with a bias \(OUT,\)"),
     (None, lambda a: a.update(b0=np.full(2, 2**31 - 1, np.int32)), r"beyond int32"),
     (None, lambda a: a.pop("w3"), r"layer 3 \(linear\) has no weights w3/b3"),

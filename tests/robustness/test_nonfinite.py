@@ -4,6 +4,7 @@ with NaN weights is refused on load and on resume; and issue 11, item 5: the MNI
 
 import numpy as np
 import pytest
+from _helpers import run_child  # tests/robustness/_helpers.py
 
 from cnnx import checkpoint, data, nn, ptq, quant, reference
 from cnnx import functional as F
@@ -18,8 +19,9 @@ def _same(got, want, what):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=True, err_msg=what)
 
 
-@pytest.mark.parametrize("name, args", [("relu", ()), ("leaky_relu", (0.1,)), ("elu", (1.3,)), ("sigmoid", ()),
-                                        ("tanh", ())])
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the golden model's inf * 0 on purpose
+@pytest.mark.parametrize("name, args", [("relu", ()), ("leaky_relu", (0.1,)), ("elu", (1.3,)),
+                                        ("sigmoid", ()), ("tanh", ())])
 @pytest.mark.parametrize("n_threads", [1, 2])
 def test_activations_propagate_nan_and_inf_like_the_golden_model(name, args, n_threads):
     x = np.concatenate([SPECIAL, np.random.default_rng(0).standard_normal(1000).astype(np.float32)])
@@ -42,7 +44,8 @@ def test_max_pool_propagates_nan_with_the_first_nan_as_argmax():
     _same(y, reference.max_pool2d(x, 2), "max_pool2d")
     assert idx[0, 0, 0, 0] == 7 and idx[0, 1, 0, 0] == 0 and idx[1, 2, 1, 1] == 2 * 6 + 2
     dy = np.ones_like(y)
-    _same(F.max_pool2d_backward(dy, idx, x.shape), reference.max_pool2d_backward(dy, x, 2), "max_pool2d_backward")
+    _same(F.max_pool2d_backward(dy, idx, x.shape), reference.max_pool2d_backward(dy, x, 2),
+          "max_pool2d_backward")
 
 
 def test_quantising_refuses_non_finite_values():
@@ -81,17 +84,18 @@ def test_checkpoint_with_nan_weights_is_refused_on_load_and_resume(tmp_path):
     model = _tiny_model()
     model[0].weight.data[:] = np.nan
     path = checkpoint.save(tmp_path / "ck.npz", model)
-    with pytest.raises(checkpoint.CheckpointError, match=r"param/0.weight holds 18 non-finite value\(s\) \(NaN/inf\)"):
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r"param/0.weight holds 18 non-finite value\(s\) \(NaN/inf\)"):
         checkpoint.load(path)
     with pytest.raises(checkpoint.CheckpointError, match="non-finite"):
         checkpoint.read(path)  # what `train --resume` reads
 
 
-def test_cli_eval_of_a_nan_checkpoint_is_one_line_not_an_accuracy(tmp_path, child):
+def test_cli_eval_of_a_nan_checkpoint_is_one_line_not_an_accuracy(tmp_path):
     model = _tiny_model()
     model[0].weight.data[:] = np.nan
     checkpoint.save(tmp_path, model)
-    r = child("import sys; from cnnx.cli import main; sys.exit(main(sys.argv[1:]))", "eval", tmp_path)
+    r = run_child("import sys; from cnnx.cli import main; sys.exit(main(sys.argv[1:]))", "eval", tmp_path)
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     assert "non-finite" in r.stderr and "accuracy" not in r.stdout
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr

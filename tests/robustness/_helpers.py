@@ -1,8 +1,11 @@
 """Helpers for the robustness tests: run code in a child Python (with faulthandler, so a crash shows its C
-stack) and check that it ended in a clean Python exception, not a signal."""
+stack) and check that it ended in a clean Python exception, not a signal. A plain module, not a conftest.py:
+the hypothesis child process imports it too, and `tests/conftest.py` (the profiles, `hypothesis_examples`)
+is loaded from its path so no other conftest module can shadow it."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -10,14 +13,13 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 
 
-def run_child(code: str, *args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_child(code: str, *args, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """`python -X faulthandler -c code args...` from the repository root; the finished process."""
-    return subprocess.run([sys.executable, "-X", "faulthandler", "-c", textwrap.dedent(code), *map(str, args)],
+    cmd = [sys.executable, "-X", "faulthandler", "-c", textwrap.dedent(code), *map(str, args)]
+    return subprocess.run(cmd,
                           capture_output=True, text=True, timeout=timeout, cwd=REPO,
                           env={**os.environ, **(env or {})})
 
@@ -31,11 +33,11 @@ def assert_clean_error(r: subprocess.CompletedProcess, exc: str, match: str) -> 
     return last
 
 
-@pytest.fixture(scope="session")
-def child():
-    return run_child
+def _root_conftest():
+    spec = importlib.util.spec_from_file_location("cnnx_tests_root_conftest", REPO / "tests" / "conftest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # registers and loads the profile CNNX_HYPOTHESIS_PROFILE names
+    return mod
 
 
-@pytest.fixture(scope="session")
-def clean_error():
-    return assert_clean_error
+hypothesis_examples = _root_conftest().hypothesis_examples
