@@ -37,9 +37,11 @@ class NpzError(ValueError):
 
 
 def read_npz(path: str | os.PathLike, max_bytes: int,
-             check: Callable[[str, np.dtype, tuple], None] | None = None) -> dict[str, np.ndarray]:
+             check: Callable[[str, np.dtype, tuple], None] | None = None,
+             required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """{key: array} of the `.npz` at `path`, every size checked before it is allocated (see the module
-    docstring). `check` raises NpzError (or ValueError/TypeError) for a member it does not accept."""
+    docstring). `check` raises NpzError (or ValueError/TypeError) for a member it does not accept; the keys
+    in `required` must all be present ("missing ..." otherwise, before any other check)."""
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
@@ -48,6 +50,9 @@ def read_npz(path: str | os.PathLike, max_bytes: int,
             names = [i.filename for i in infos]
             if len(set(names)) != len(names):
                 raise NpzError("duplicate member names")
+            missing = [k for k in required if k + ".npy" not in names]
+            if missing:
+                raise NpzError(f"missing {', '.join(missing)}")
             total = sum(i.file_size for i in infos)
             if total > max_bytes:
                 raise NpzError(f"its arrays would take {total} bytes uncompressed, more than the limit of "

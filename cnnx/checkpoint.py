@@ -85,7 +85,7 @@ def read(path_or_run_dir: str | os.PathLike) -> dict:
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         # every member is read (and so CRC-checked) here, after its sizes and dtype were checked
-        arrays = read_npz(path, _max_bytes(), _check_member)
+        arrays = read_npz(path, _max_bytes(), _check_member, required=_REQUIRED)
     except NpzError as e:
         raise CheckpointError(f"{path} is not a readable checkpoint: {e}") from None
     missing = [k for k in _REQUIRED if k not in arrays]

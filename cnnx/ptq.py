@@ -177,9 +177,7 @@ class QuantizedModel:
         dtypes) is validated and the shapes are walked from `input_shape` to the logits, so a file that
         loads can be run (`predict`) without crashing. Anything wrong raises ValueError naming the file."""
         try:
-            arrays = read_npz(path, MAX_QMODEL_BYTES, _check_qmodel_member)
-            if "meta" not in arrays:
-                raise ValueError("no 'meta' member")
+            arrays = read_npz(path, MAX_QMODEL_BYTES, _check_qmodel_member, required=("meta",))
             meta = json_loads(str(arrays["meta"]), "the model description")
             return _qmodel_from(meta, arrays)
         except (NpzError, ValueError, TypeError) as e:

@@ -194,6 +194,10 @@ def test_npz_reader_refuses_non_zip_and_truncated_files(tmp_path):
     with pytest.raises(NpzError, match="unreadable .npz"):
         read_npz(bad, 2**20)
     np.testing.assert_array_equal(read_npz(good, 2**20)["a"], np.arange(1000))
+    with pytest.raises(NpzError, match="missing b, c"):
+        read_npz(good, 2**20, required=("a", "b", "c"))
+    with pytest.raises(NpzError, match="more than the limit of 100 bytes"):
+        read_npz(good, 100)
 
 
 def test_json_depth_and_length_limits():
