@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from _helpers import assert_clean_error, run_child  # tests/robustness/_helpers.py
 
-from cnnx import checkpoint, nn, ptq
+from cnnx import checkpoint, models, nn, ptq
 from cnnx._npz import MAX_JSON_DEPTH, NpzError, json_loads, read_npz
 
 LENET_CONFIG = [
@@ -269,6 +269,9 @@ def test_crafted_quantised_model_with_huge_stride_is_refused_not_a_segfault(qmod
     (lambda m: m.update(input_shape=[1, 2**40, 28]), None, r"input_shape must be <= 2147483647"),
     (lambda m: m.update(input_scale=-1.0), None, r"input_scale must be a positive finite number"),
     (lambda m: m.update(format=2), None, r"format 2"),
+    (lambda m: m.update(layers={}), None, r"'layers' must be a non-empty list"),
+    (lambda m: m.update(calibration=[]), None, r"'calibration' must be an object"),
+    (_set(1, "rq", [1, 1, False]), None, r"layer 1 \(maxpool\) cannot have a requantisation"),
     (lambda m: m.update(layers=m["layers"][:2]), None, r"last layer gives shape \(2, 13, 13\), not class"),
     (None, lambda a: a.update(w0=a["w0"].astype(np.int16)), r"'w0': must be int8, got int16"),
     (None, lambda a: a.update(b0=a["b0"].astype(np.float32)), r"'b0': must be int32, got float32"),
@@ -285,3 +288,71 @@ def test_quantised_model_load_validates_every_field(qmodel_file, tmp_path, edit_
     _rewrite(qmodel_file, path, edit_meta, edit_arrays)
     with pytest.raises(ValueError, match=match):
         ptq.QuantizedModel.load(path)
+
+
+def test_npz_reader_structure_checks(tmp_path):
+    path = tmp_path / "s.npz"
+    a = io.BytesIO()
+    np.lib.format.write_array(a, np.arange(3))
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("a.npy", a.getvalue())
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            zf.writestr("a.npy", a.getvalue())
+    with pytest.raises(NpzError, match="duplicate member names"):
+        read_npz(path, 2**20)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("notes.txt", b"hello")
+    with pytest.raises(NpzError, match="'notes.txt' is not a .npy array"):
+        read_npz(path, 2**20)
+    f = io.BytesIO()
+    np.lib.format.write_array(f, np.asfortranarray(np.zeros((2, 3), np.float32)))
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("f.npy", f.getvalue())
+    with pytest.raises(NpzError, match="Fortran order"):
+        read_npz(path, 2**20)
+    v2 = io.BytesIO()
+    np.lib.format.write_array(v2, np.arange(4, dtype=np.int16), version=(2, 0))
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("v.npy", v2.getvalue())
+    np.testing.assert_array_equal(read_npz(path, 2**20)["v"], np.arange(4))
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("v.npy", b"\x93NUMPY\x09\x00" + v2.getvalue()[8:])
+    with pytest.raises(NpzError, match="unreadable|unsupported"):
+        read_npz(path, 2**20)
+
+
+def test_json_refuses_non_strings_and_huge_texts(monkeypatch):
+    with pytest.raises(ValueError, match="the config must be a string"):
+        json_loads(b"[]", "the config")
+    monkeypatch.setattr("cnnx._npz.MAX_JSON_CHARS", 10)
+    with pytest.raises(ValueError, match="the config is 12 characters long, more than 10"):
+        json_loads("[1, 2, 3, 4]", "the config")
+
+
+def test_checkpoint_size_limit_is_configurable_and_member_kinds_checked(tmp_path, monkeypatch):
+    path = tmp_path / "ok.npz"
+    write_npz(path, checkpoint_members())
+    monkeypatch.setenv(checkpoint.MAX_BYTES_ENV, "1000")
+    with pytest.raises(checkpoint.CheckpointError, match="more than the limit of 1000 bytes"):
+        checkpoint.read(path)
+    monkeypatch.setenv(checkpoint.MAX_BYTES_ENV, "1e9")
+    with pytest.raises(checkpoint.CheckpointError, match="CNNX_MAX_CHECKPOINT_BYTES must be a number"):
+        checkpoint.read(path)
+    monkeypatch.delenv(checkpoint.MAX_BYTES_ENV)
+    for key, value, match in [("__format__", np.array(1.0), "must be an integer scalar"),
+                              ("__meta__", np.zeros(2), "must be a string"),
+                              ("__optimizer__", np.array("[1, 2]"), "optimiser state must be a JSON object")]:
+        write_npz(path, {**checkpoint_members(), key: value})
+        with pytest.raises(checkpoint.CheckpointError, match=match):
+            checkpoint.read(path)
+
+
+@pytest.mark.parametrize("name", models.MODELS)
+def test_parameter_count_of_config_agrees_with_the_built_model(name):
+    model = models.build_model(name, seed=0)
+    cfg = json.loads(json.dumps(model.config()))
+    want = sum(p.data.size for p in model.parameters())
+    assert nn.Sequential.parameter_count_of_config(cfg) == want
+    assert nn.Sequential.parameter_count_of_config({"type": "Sequential", "layers": [cfg, cfg]}) == 2 * want
+    with pytest.raises(TypeError, match="layer arguments must be a dict"):
+        nn.Sequential.parameter_count_of_config([{"type": "Linear", "args": [1, 2]}])
