@@ -18,6 +18,9 @@ Conventions, stated once:
   avg/sum pooling only the input shape; lp_pool2d the input and the forward output; relu, leaky_relu and elu
   the forward input; sigmoid and tanh the forward output.
 - Losses return `(loss: float, grad wrt the input)` in one call (the gradient costs one extra pass).
+- Limits (`cnnx.shapes`, `cnnx._threads`), checked before any allocation: sizes, strides and paddings up to
+  2**31 - 1, at most 4 GiB of new arrays per call (`CNNX_MAX_ALLOC_BYTES`), n_threads in [1, 256]; beyond
+  them a ValueError names the argument. NaN and inf propagate as in the golden model `cnnx.reference`.
 """
 
 from __future__ import annotations

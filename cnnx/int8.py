@@ -4,7 +4,8 @@ Same signatures and results (bit for bit) as the golden functions in `cnnx.refer
 `linear_int8`, `maxpool2d_int8`, `avgpool2d_int8`), plus `n_threads`. The kernels only produce exact integer
 accumulators / window sums; rounding, ReLU and saturation are always `cnnx.quant.requantize`, so there is one
 definition of the int8 rule. Bad input raises ValueError/TypeError here, before any kernel (which runs without
-bounds checks) sees it.
+bounds checks) sees it; sizes, strides, paddings, allocations and thread counts go through the same checks as
+the float path (`cnnx.shapes.check_alloc`, `cnnx._threads.check_n_threads`), so no index can overflow.
 
 Shape letters: N batch, C in-channels, H/W input, F filters, KH/KW kernel, OH/OW output.
 """
