@@ -10,6 +10,14 @@ Keys of the archive (format version 1):
     optim/<name>      float32 optimiser buffers ("momentum.0", "m.3", ...)
 Written atomically (temporary file in the same folder + os.replace), so a crash or Ctrl-C while saving leaves
 the previous checkpoint intact. Anything wrong with a file on load raises `CheckpointError` (a ValueError).
+
+A checkpoint is an untrusted file. Before anything is allocated, `read` checks the zip and .npy headers
+(`cnnx._npz.read_npz`: at most MAX_CHECKPOINT_BYTES of arrays, or `$CNNX_MAX_CHECKPOINT_BYTES`; only the keys
+above; float32 weights, so complex64 is refused), parses the JSON with a nesting limit, and compares the
+parameter count the model config implies with the weights actually present (a small file whose config says
+Linear(20000, 20000) is refused without building the layer). Weights must be finite (NaN/inf refused).
+`load` then builds the model, loads the weights and checks that it runs on the input shape it was trained
+for (the meta's "input_shape", else MNIST's (1, 28, 28)), so nothing fails only at forward time.
 """
 
 from __future__ import annotations
@@ -22,6 +30,11 @@ import numpy as np
 
 from . import nn
 from ._atomic import atomic_write
+from ._npz import NpzError, json_loads, read_npz
+
+MAX_CHECKPOINT_BYTES = 128 * 2**20  # 30x the zoo's largest checkpoint (the MLP with Adam buffers, 4.3 MB)
+MAX_BYTES_ENV = "CNNX_MAX_CHECKPOINT_BYTES"
+DEFAULT_INPUT_SHAPE = (1, 28, 28)  # = cnnx.models.INPUT_SHAPE (not imported: models imports the zoo)
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -71,11 +84,10 @@ def read(path_or_run_dir: str | os.PathLike) -> dict:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            # Reading every member here makes a truncated or corrupt member fail now, inside this try.
-            arrays = {k: z[k] for k in z.files}
-    except Exception as e:  # BadZipFile, EOFError, zlib/CRC errors, "pickled data" ValueError, ...
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {e}") from e
+        # every member is read (and so CRC-checked) here, after its sizes and dtype were checked
+        arrays = read_npz(path, _max_bytes(), _check_member, required=_REQUIRED)
+    except NpzError as e:
+        raise CheckpointError(f"{path} is not a readable checkpoint: {e}") from None
     missing = [k for k in _REQUIRED if k not in arrays]
     if missing:
         raise CheckpointError(f"{path} is not a cnnx checkpoint: missing {', '.join(missing)}")
@@ -83,16 +95,30 @@ def read(path_or_run_dir: str | os.PathLike) -> dict:
         version = int(arrays["__format__"])
         if version != FORMAT_VERSION:
             raise CheckpointError(f"{path} has checkpoint format {version}; this cnnx reads {FORMAT_VERSION}")
-        model_config = json.loads(str(arrays["__model_config__"]))
-        meta = json.loads(str(arrays["__meta__"]))
-        optimizer = json.loads(str(arrays["__optimizer__"]))
+        model_config = json_loads(str(arrays["__model_config__"]), "the model config")
+        meta = json_loads(str(arrays["__meta__"]), "the meta data")
+        optimizer = json_loads(str(arrays["__optimizer__"]), "the optimiser state")
+        if optimizer is not None and not isinstance(optimizer, dict):
+            raise ValueError(f"the optimiser state must be a JSON object, got {type(optimizer).__name__}")
     except CheckpointError:
         raise
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path} has a malformed header: {e}") from e
+        raise CheckpointError(f"{path} has a malformed header: {e}") from None
     state = {k[len("param/") :]: v for k, v in arrays.items() if k.startswith("param/")}
     if not state:
         raise CheckpointError(f"{path} holds no weights")
+    try:
+        implied = nn.Sequential.parameter_count_of_config(model_config)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: the model config is invalid: {e}") from None
+    present = sum(a.size for a in state.values())
+    if implied != present:
+        raise CheckpointError(f"{path}: the model config implies {implied} parameters but the file holds "
+                              f"{present}")
+    for k, a in arrays.items():
+        if k.startswith(("param/", "optim/")) and not np.isfinite(a).all():
+            raise CheckpointError(f"{path}: {k} holds {int((~np.isfinite(a)).sum())} non-finite value(s) "
+                                  "(NaN/inf); refusing to load")
     if optimizer is not None:
         optimizer["buffers"] = {k[len("optim/") :]: v for k, v in arrays.items() if k.startswith("optim/")}
     return {
@@ -120,10 +146,44 @@ def load(path_or_run_dir: str | os.PathLike):
         raise
     except Exception as e:  # a config or weights that do not build a model are a broken checkpoint
         raise CheckpointError(f"{info['path']}: cannot rebuild the model: {e}") from e
+    input_shape = info["meta"].get("input_shape", DEFAULT_INPUT_SHAPE)
+    try:
+        out = model.output_shape(input_shape)
+        if len(out) != 1:
+            raise ValueError(f"it gives outputs of shape {tuple(out)}, not class scores (K,)")
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{info['path']}: the model does not run on input shape "
+                              f"{input_shape}: {e}") from None
     model.eval()
     info["epoch"] = info["meta"].get("epoch")
     info["metrics"] = info["meta"].get("metrics", [])
     return model, info
+
+
+def _max_bytes() -> int:
+    env = os.environ.get(MAX_BYTES_ENV, "").strip()
+    if not env:
+        return MAX_CHECKPOINT_BYTES
+    if not env.isdigit():
+        raise CheckpointError(f"{MAX_BYTES_ENV} must be a number of bytes, got {env!r}")
+    return int(env)
+
+
+def _check_member(key: str, dtype: np.dtype, shape: tuple) -> None:
+    """Which members a checkpoint may hold, with which dtypes and shapes (see the module docstring)."""
+    if key == "__format__":
+        if dtype.kind not in "iu" or shape != ():
+            raise ValueError(f"must be an integer scalar, got {dtype}{shape}")
+    elif key in _REQUIRED:
+        if dtype.kind != "U" or shape != ():
+            raise ValueError(f"must be a string, got {dtype}{shape}")
+    elif key.startswith(("param/", "optim/")):
+        if dtype != np.float32:
+            raise ValueError(f"weights must be float32, got {dtype}")
+        if len(shape) > 4:
+            raise ValueError(f"has {len(shape)} dimensions; cnnx weights have at most 4")
+    else:
+        raise ValueError("is not a member of a cnnx checkpoint")
 
 
 def resume_optimizer(optimizer, info: dict) -> None:

@@ -32,6 +32,17 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _threads(text: str) -> int:
+    """--threads: a thread count the kernels accept (cnnx._threads.check_n_threads), refused by argparse
+    (exit 2, one line) rather than by a kernel after the run has started."""
+    from ._threads import check_n_threads
+
+    try:
+        return check_n_threads(_positive_int(text), "--threads")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _float(text: str) -> float:
     try:
         return float(text)
@@ -96,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument(
-        "--threads", type=int, default=None, help="OpenMP threads (default: OMP_NUM_THREADS/cores)"
+        "--threads", type=_threads, default=None, help="OpenMP threads (default: OMP_NUM_THREADS/cores)"
     )
     t.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     t.add_argument(
@@ -114,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="test accuracy and confusion matrix of a checkpoint")
     e.add_argument("path", metavar="RUN_DIR|CHECKPOINT")
     e.add_argument("--images", type=_positive_int, default=None, help="only the first N test images")
-    e.add_argument("--threads", type=_positive_int, default=None)
+    e.add_argument("--threads", type=_threads, default=None,
+                   help="OpenMP threads (default: OMP_NUM_THREADS/cores)")
     e.add_argument("--data", default=None, metavar="FILE.npz", help="score on this dataset's test split")
     e.add_argument("--json", action="store_true")
 

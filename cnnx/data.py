@@ -8,9 +8,11 @@ parts (60,000), test = the third (10,000), as uint8 (N, 28, 28) with pixel = v *
 
 Safety: the file's SHA-256 is checked BEFORE it is unpickled, and it is unpickled with an Unpickler that only
 allows the three numpy callables an ndarray needs. The converted arrays are cached as an uncompressed `.npz`
-in `$XDG_CACHE_HOME/cnnx/` (default `~/.cache/cnnx/`), written atomically, and verified on every load; a
-corrupt cache is rebuilt with a warning. Once cached, the pickle is not read again: the cache's name carries
-the pinned checksum, so it only ever holds data converted from the verified file.
+in `$XDG_CACHE_HOME/cnnx/` (default `~/.cache/cnnx/`), written atomically, and verified on every load: its
+structure (keys, shapes, dtypes, label range) and its content, against the SHA-256 of the arrays stored
+beside them (`content_sha256`); a cache failing either check is rebuilt from the verified pickle with one
+warning. Once cached, the pickle is not read again: the cache's name carries the pinned checksum, so it only
+ever holds data converted from the verified file.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ N_TRAIN, N_TEST, SIDE, N_CLASSES = 60_000, 10_000, 28, 10
 # Mean and standard deviation of the 60,000 training pixels scaled to [0, 1] (the usual MNIST figures).
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: the cache carries the content hash "sha256"
 _EXPECTED = {
     "train_images": ((N_TRAIN, SIDE, SIDE), np.uint8),
     "train_labels": ((N_TRAIN,), np.int64),
@@ -147,9 +149,19 @@ def cache_path(directory: str | os.PathLike | None = None) -> Path:
     return Path(directory or cache_dir()) / f"mnist-v{_CACHE_VERSION}-{MNIST_SHA256[:16]}.npz"
 
 
+def content_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the cached arrays (each key, dtype, shape and bytes, keys in sorted order)."""
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
 def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with atomic_write(path) as f:
-        np.savez(f, **arrays)
+        np.savez(f, sha256=np.array(content_sha256(arrays)), **arrays)
 
 
 def _read_cache(path: Path) -> dict[str, np.ndarray]:
@@ -157,12 +169,15 @@ def _read_cache(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in _EXPECTED}
+            stored = str(z["sha256"])
     except Exception as e:  # zip/format errors of every kind mean "corrupt"
         raise ValueError(f"unreadable cache {path}: {e}") from e
     for key, (shape, dtype) in _EXPECTED.items():
         a = arrays[key]
         if a.shape != shape or a.dtype != dtype:
             raise ValueError(f"cache {path}: {key} is {a.dtype}{a.shape}, expected {np.dtype(dtype)}{shape}")
+    if content_sha256(arrays) != stored:
+        raise ValueError(f"cache {path}: its contents do not match their SHA-256 (altered or damaged)")
     for key in ("train_labels", "test_labels"):
         if arrays[key].min() < 0 or arrays[key].max() >= N_CLASSES:
             raise ValueError(f"cache {path}: {key} outside 0..9")

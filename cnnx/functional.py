@@ -18,6 +18,9 @@ Conventions, stated once:
   avg/sum pooling only the input shape; lp_pool2d the input and the forward output; relu, leaky_relu and elu
   the forward input; sigmoid and tanh the forward output.
 - Losses return `(loss: float, grad wrt the input)` in one call (the gradient costs one extra pass).
+- Limits (`cnnx.shapes`, `cnnx._threads`), checked before any allocation: sizes, strides and paddings up to
+  2**31 - 1, at most 4 GiB of new arrays per call (`CNNX_MAX_ALLOC_BYTES`), n_threads in [1, 256]; beyond
+  them a ValueError names the argument. NaN and inf propagate as in the golden model `cnnx.reference`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import numpy as np
 
 from ._kernels import _activation, _conv, _dense, _loss, _pool
 from ._threads import resolve_n_threads
-from .shapes import out_size, pair
+from .shapes import MAX_ELEMENTS, check_alloc, out_size, pair
 
 __all__ = [
     "avg_pool2d", "avg_pool2d_backward", "conv2d", "conv2d_backward", "conv2d_output_shape",
@@ -59,7 +62,10 @@ def _as_f32(name: str, a, ndim: int | None = None) -> np.ndarray:
         raise ValueError(f"{name} must have {ndim} dimensions, got {arr.ndim} (shape {arr.shape})")
     if arr.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    if arr.dtype != np.float32:
+        check_alloc(f"{name} of shape {arr.shape}", (arr.shape, np.float32))  # the float32 copy
+    # np.asarray, not np.ascontiguousarray: the latter turns a 0-d array into shape (1,)
+    return np.asarray(arr, dtype=np.float32, order="C")
 
 
 def _check_shape(name: str, a: np.ndarray, expected: tuple) -> None:
@@ -104,6 +110,11 @@ def pool2d_output_shape(input_shape, kernel_size, stride=None, floor_mode=False)
 # ------------------------------------------------------------------------------------------------------------
 
 
+def _conv_what(op, x, w, stride, padding) -> str:
+    """What a size refusal names: the operation, its stride/padding arguments and the operand shapes."""
+    return f"{op} with stride={stride!r}, padding={padding!r} on input {x.shape} and weight {w.shape}"
+
+
 def _conv_setup(x, w, stride, padding, floor_mode):
     x = _as_f32("input x", x, 4)
     w = _as_f32("weight w", w, 4)
@@ -138,11 +149,14 @@ def conv2d(x, w, b=None, stride=1, padding=0, floor_mode=False, n_threads=None) 
         b32, has_bias = _as_f32("bias b", b, 1), True
         _check_shape("bias b", b32, (F,))
     C, K, P = w.shape[1], w.shape[1] * KH * KW, OH * OW
-    out = np.empty((N, F, P), np.float32)
     workers = min(nt, N)
+    Hp, Wp = x.shape[2] + 2 * ph, x.shape[3] + 2 * pw
+    scratch = ([((workers, C * Hp * Wp + KW + 32), np.float32), ((workers, F, OH * Wp), np.float32)]
+               if sh == sw == 1 else [((workers, K, P), np.float32)])
+    check_alloc(_conv_what("conv2d", x, w, stride, padding), ((N, F, P), np.float32), *scratch)
+    out = np.empty((N, F, P), np.float32)
     if sh == sw == 1:
         # implicit GEMM over the zero-padded image: no im2col (see _conv.conv2d_forward_s1)
-        Hp, Wp = x.shape[2] + 2 * ph, x.shape[3] + 2 * pw
         boff = _tap_offsets(C, KH, KW, Hp, Wp)
         xp = np.empty((workers, C * Hp * Wp + KW + 32), np.float32)
         outp = np.empty((workers, F, OH * Wp), np.float32)
@@ -165,18 +179,29 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, floor_mode=False, need_dx=Tru
     nt = resolve_n_threads(n_threads)
     KH, KW = w.shape[2], w.shape[3]
     K, P = w.shape[1] * KH * KW, OH * OW
-    dx = np.zeros(x.shape, np.float32)
-    dw = np.empty((F, K), np.float32)
-    db = np.empty(F, np.float32)
     chunk = _conv.BACKWARD_CHUNK
     n_chunks = -(-N // chunk)
     workers = min(nt, n_chunks)  # threads that can get a chunk; each needs its own scratch
     cb = min(chunk, N)
-    part = np.empty((n_chunks, F, K), np.float32)
-    wt = np.ascontiguousarray(w.reshape(F, K).T)
     C = w.shape[1]
     Hp, Wp = x.shape[2] + 2 * ph, x.shape[3] + 2 * pw
-    stride1 = sh == sw == 1
+    Hq, Wq = OH + 2 * (KH - 1), OW + 2 * (KW - 1)
+    # The stride-1 path's implicit GEMMs multiply zero padding (of dy, and beside each row of x) by real
+    # values: 0 * inf = NaN would appear where the golden model (and the im2col path) has inf or a number.
+    # Non-finite x or w therefore take the im2col path, which only ever forms the products that exist.
+    stride1 = sh == sw == 1 and bool(np.isfinite(x).all() and np.isfinite(w).all())
+    if stride1:
+        scratch = [(workers, cb, C * Hp * Wp + KW + 32), (workers, cb, F, OH * Wp), (C, F * KH * KW),
+                   (workers, F * Hq * Wq + KW + 32), (workers, C * Hp * Wq)]
+    else:
+        scratch = [(workers, cb, K, P), (workers if need_dx else 1, K, P)]
+    check_alloc(_conv_what("conv2d_backward", x, w, stride, padding),
+                *(((s, np.float32)) for s in [x.shape, (F, K), (F, K), (n_chunks, F, K), *scratch]))
+    dx = np.zeros(x.shape, np.float32)
+    dw = np.empty((F, K), np.float32)
+    db = np.empty(F, np.float32)
+    part = np.empty((n_chunks, F, K), np.float32)
+    wt = np.ascontiguousarray(w.reshape(F, K).T)
     tiny = np.empty((1, 1, 1, 1), np.float32)
     if stride1:
         # no im2col: dw reads kernel taps straight from the zero-padded image, and dx is the correlation of
@@ -185,7 +210,6 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, floor_mode=False, need_dx=Tru
         xoff = _tap_offsets(C, KH, KW, Hp, Wp)
         xpc = np.empty((workers, cb, C * Hp * Wp + KW + 32), np.float32)
         dyp = np.empty((workers, cb, F, OH * Wp), np.float32)
-        Hq, Wq = OH + 2 * (KH - 1), OW + 2 * (KW - 1)
         wflip = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(C, F * KH * KW))
         doff = _tap_offsets(F, KH, KW, Hq, Wq)
         dyq = np.empty((workers, F * Hq * Wq + KW + 32), np.float32)
@@ -212,6 +236,8 @@ def _pool_setup(x, kernel_size, stride, floor_mode):
     kh, kw = pair("kernel_size", kernel_size)
     sh, sw = (kh, kw) if stride is None else pair("stride", stride)
     sh, sw = min(sh, x.shape[2]), min(sw, x.shape[3])  # see _conv_setup: only one window when clamped
+    check_alloc(f"pooling with kernel_size={kernel_size!r}, stride={stride!r} on input {x.shape}",
+                ((N, C, OH, OW), np.float32), ((N, C, OH, OW), np.int32))
     return x, (kh, kw, sh, sw), (N, C, OH, OW)
 
 
@@ -225,6 +251,7 @@ def _pool_grad_setup(dy, input_shape, kernel_size, stride, floor_mode):
     kh, kw = pair("kernel_size", kernel_size)
     sh, sw = (kh, kw) if stride is None else pair("stride", stride)
     sh, sw = min(sh, input_shape[2]), min(sw, input_shape[3])
+    check_alloc(f"pooling backward to input_shape={input_shape}", (input_shape, np.float32))
     return dy, input_shape, (kh, kw, sh, sw)
 
 
@@ -233,6 +260,8 @@ def max_pool2d(x, kernel_size, stride=None, floor_mode=False, return_indices=Fal
     ih*W + iw inside its (n, c) plane; ties go to the first in row-major window order) for the backward."""
     x, (kh, kw, sh, sw), (N, C, OH, OW) = _pool_setup(x, kernel_size, stride, floor_mode)
     H, W = x.shape[2], x.shape[3]
+    if H * W > MAX_ELEMENTS:  # the arg-max is an int32 flat index into one (H, W) plane
+        raise ValueError(f"max_pool2d: an input plane of {H}x{W} is too large for int32 indices")
     out = np.empty((N * C, OH, OW), np.float32)
     idx = np.empty((N * C, OH, OW), np.int32)
     _pool.max_pool2d_forward(x.reshape(N * C, H, W), out, idx, kh, kw, sh, sw, resolve_n_threads(n_threads))
@@ -246,6 +275,7 @@ def max_pool2d_backward(dy, indices, input_shape, n_threads=None) -> np.ndarray:
     input_shape = tuple(int(s) for s in input_shape)
     if len(input_shape) != 4 or min(input_shape) < 1:
         raise ValueError(f"input_shape must be a positive (N, C, H, W), got {input_shape}")
+    check_alloc(f"max_pool2d_backward to input_shape={input_shape}", (input_shape, np.float32))
     N, C, H, W = input_shape
     if dy.shape[:2] != (N, C):
         raise ValueError(f"output gradient dy must have batch/channels {(N, C)}, got shape {dy.shape}")
@@ -367,6 +397,8 @@ def linear(x, w, b=None, n_threads=None) -> np.ndarray:
     else:
         b32, has_bias = _as_f32("bias b", b, 1), True
         _check_shape("bias b", b32, (O,))
+    check_alloc(f"linear on input {x.shape} and weight {w.shape}", ((x.shape[0], O), np.float32),
+                (w.shape, np.float32))
     out = np.empty((x.shape[0], O), np.float32)
     _dense.linear_forward(x, np.ascontiguousarray(w.T), b32, out, has_bias, resolve_n_threads(n_threads))
     return out
@@ -377,6 +409,8 @@ def linear_backward(dy, x, w, n_threads=None):
     x, w = _linear_setup(x, w)
     dy = _as_f32("output gradient dy", dy, 2)
     _check_shape("output gradient dy", dy, (x.shape[0], w.shape[0]))
+    check_alloc(f"linear_backward on input {x.shape} and weight {w.shape}", (x.shape, np.float32),
+                (w.shape, np.float32), (dy.shape, np.float32))
     dx = np.empty(x.shape, np.float32)
     dw = np.empty(w.shape, np.float32)
     db = np.empty(w.shape[0], np.float32)
@@ -391,8 +425,10 @@ def linear_backward(dy, x, w, n_threads=None):
 
 def _unary(kernel, x, *args, n_threads=None):
     x = _as_f32("input x", x)
+    nt = resolve_n_threads(n_threads)
+    check_alloc(f"an activation of input {x.shape}", (x.shape, np.float32))
     y = np.empty_like(x)
-    kernel(_flat(x), _flat(y), *args, resolve_n_threads(n_threads))
+    kernel(_flat(x), _flat(y), *args, nt)
     return y
 
 
@@ -400,8 +436,10 @@ def _unary_backward(kernel, dy, saved, saved_name, *args, n_threads=None):
     saved = _as_f32(saved_name, saved)
     dy = _as_f32("output gradient dy", dy)
     _check_shape("output gradient dy", dy, saved.shape)
+    nt = resolve_n_threads(n_threads)
+    check_alloc(f"an activation backward of input {saved.shape}", (saved.shape, np.float32))
     dx = np.empty_like(saved)
-    kernel(_flat(dy), _flat(saved), _flat(dx), *args, resolve_n_threads(n_threads))
+    kernel(_flat(dy), _flat(saved), _flat(dx), *args, nt)
     return dx
 
 

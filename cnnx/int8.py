@@ -4,7 +4,8 @@ Same signatures and results (bit for bit) as the golden functions in `cnnx.refer
 `linear_int8`, `maxpool2d_int8`, `avgpool2d_int8`), plus `n_threads`. The kernels only produce exact integer
 accumulators / window sums; rounding, ReLU and saturation are always `cnnx.quant.requantize`, so there is one
 definition of the int8 rule. Bad input raises ValueError/TypeError here, before any kernel (which runs without
-bounds checks) sees it.
+bounds checks) sees it; sizes, strides, paddings, allocations and thread counts go through the same checks as
+the float path (`cnnx.shapes.check_alloc`, `cnnx._threads.check_n_threads`), so no index can overflow.
 
 Shape letters: N batch, C in-channels, H/W input, F filters, KH/KW kernel, OH/OW output.
 """
@@ -16,7 +17,7 @@ import numpy as np
 from . import quant
 from ._kernels import _int8
 from ._threads import resolve_n_threads
-from .shapes import check_array, check_positive_int, out_size
+from .shapes import check_alloc, check_array, check_positive_int, out_size
 
 __all__ = ["conv2d_acc", "conv2d_int8", "linear_acc", "linear_int8", "maxpool2d_int8", "avgpool2d_int8"]
 
@@ -56,8 +57,13 @@ def conv2d_acc(x, w, b=None, stride=1, padding=0, floor_mode=False, n_threads=No
     OH = out_size(H, KH, stride, padding, floor_mode=floor_mode, what="kernel")
     OW = out_size(W, KW, stride, padding, floor_mode=floor_mode, what="kernel")
     quant.check_acc_range(C * KH * KW, b)  # so the kernel's int32 accumulator cannot wrap
-    out = np.empty((N, F, OH, OW), np.int32)
     n_threads = resolve_n_threads(n_threads)
+    # the accumulator, the patch matrices, and requantize's int64 working copies of the accumulator
+    check_alloc(f"int8 conv2d with stride={stride}, padding={padding} on input {x.shape} and weight "
+                f"{w.shape}",
+                ((N, F, OH, OW), np.int32), ((min(n_threads, N), C * KH * KW * OH * OW), np.int8),
+                ((2, N, F, OH, OW), np.int64))
+    out = np.empty((N, F, OH, OW), np.int32)
     # one patch matrix (C*KH*KW, OH*OW) per chunk of images; the kernel gives each thread one chunk
     scratch = np.empty((min(n_threads, N), C * KH * KW * OH * OW), np.int8)
     _int8.conv2d_acc(x, w, b, out, scratch, stride, padding, n_threads)
@@ -78,6 +84,8 @@ def linear_acc(x, w, b=None, n_threads=None) -> np.ndarray:
         raise ValueError(f"weight expects {w.shape[1]} input features, input has {x.shape[1]}")
     b = _bias(b, w.shape[0])
     quant.check_acc_range(x.shape[1], b)
+    check_alloc(f"int8 linear on input {x.shape} and weight {w.shape}", ((x.shape[0], w.shape[0]), np.int32),
+                ((2, x.shape[0], w.shape[0]), np.int64))
     out = np.empty((x.shape[0], w.shape[0]), np.int32)
     _int8.linear_acc(x, w, b, out, resolve_n_threads(n_threads))
     return out
@@ -96,6 +104,8 @@ def _pool_setup(x, kernel, stride, floor_mode):
     N, C, H, W = x.shape
     OH = out_size(H, kernel, stride, 0, floor_mode=floor_mode, what="pooling window")
     OW = out_size(W, kernel, stride, 0, floor_mode=floor_mode, what="pooling window")
+    check_alloc(f"int8 pooling with kernel={kernel}, stride={stride} on input {x.shape}",
+                ((N, C, OH, OW), np.int32), ((2, N, C, OH, OW), np.int64))
     return x, kernel, stride, (N, C, OH, OW)
 
 

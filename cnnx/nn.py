@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from . import functional as F
-from .shapes import pair
+from .shapes import check_alloc, pair
 
 __all__ = [
     "AvgPool2d", "Conv2d", "CrossEntropyLoss", "Dropout", "ELU", "Flatten", "LPPool2d", "LeakyReLU", "Linear",
@@ -122,7 +122,9 @@ def _init_rng(seed, rng) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def _init_weight(shape, fan_in, fan_out, init, rng) -> np.ndarray:
+def _init_weight(shape, fan_in, fan_out, init, rng, what: str = "a layer") -> np.ndarray:
+    # the normal draw is float64, then the float32 weight and its gradient: refuse absurd sizes before any
+    check_alloc(what, (shape, np.float64), (shape, np.float32), (shape, np.float32))
     if init == "he":
         std = math.sqrt(2.0 / fan_in)
     elif init == "xavier":
@@ -154,7 +156,8 @@ class Conv2d(Module):
         fan_in, fan_out = self.in_channels * kh * kw, self.out_channels * kh * kw
         r = _init_rng(seed, rng)
         self.weight = Parameter(_init_weight((self.out_channels, self.in_channels, kh, kw), fan_in, fan_out,
-                                             init, r), "weight")
+                                             init, r, f"Conv2d({in_channels}, {out_channels}, "
+                                             f"kernel_size={kernel_size})"), "weight")
         self.bias = Parameter(np.zeros(self.out_channels, np.float32), "bias") if bias else None
         self._x = None
 
@@ -208,7 +211,8 @@ class Linear(Module):
         self.init = init
         r = _init_rng(seed, rng)
         self.weight = Parameter(_init_weight((self.out_features, self.in_features), self.in_features,
-                                             self.out_features, init, r), "weight")
+                                             self.out_features, init, r,
+                                             f"Linear({in_features}, {out_features})"), "weight")
         self.bias = Parameter(np.zeros(self.out_features, np.float32), "bias") if bias else None
         self._x = None
 
@@ -622,6 +626,37 @@ class Sequential(Module):
     def config(self) -> list[dict]:
         """A JSON-able list: one {"type": class name, "args": constructor arguments} per layer."""
         return [layer.config() for layer in self.layers]
+
+    @classmethod
+    def parameter_count_of_config(cls, cfg) -> int:
+        """The number of parameters `from_config(cfg)` would allocate, computed from the arguments alone
+        (nothing is built), so a file's config can be weighed against the arrays it holds first.
+        Arguments are checked as the constructors check them (TypeError/ValueError)."""
+        if isinstance(cfg, dict) and cfg.get("type") == "Sequential":
+            cfg = cfg.get("layers", [])
+        if not isinstance(cfg, list | tuple):
+            raise TypeError(f"config must be a list of layer dicts, got {type(cfg).__name__}")
+        total = 0
+        for entry in cfg:
+            if isinstance(entry, list):
+                total += cls.parameter_count_of_config(entry)
+                continue
+            if not isinstance(entry, dict):
+                continue  # from_config refuses it
+            args = entry.get("args", {})
+            if not isinstance(args, dict):
+                raise TypeError(f"layer arguments must be a dict, got {type(args).__name__}")
+            kind = entry.get("type")
+            if kind == "Conv2d":
+                i = pair("in_channels", args.get("in_channels"))[0]
+                o = pair("out_channels", args.get("out_channels"))[0]
+                kh, kw = pair("kernel_size", args.get("kernel_size"))
+                total += o * i * kh * kw + (o if args.get("bias", True) else 0)
+            elif kind == "Linear":
+                i = pair("in_features", args.get("in_features"))[0]
+                o = pair("out_features", args.get("out_features"))[0]
+                total += o * i + (o if args.get("bias", True) else 0)
+        return total
 
     @classmethod
     def from_config(cls, cfg) -> Sequential:

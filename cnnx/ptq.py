@@ -33,8 +33,14 @@ import numpy as np
 from . import int8 as int8_cpu
 from . import quant, reference
 from ._atomic import atomic_write
+from ._npz import NpzError, json_loads, read_npz
+from .shapes import check_alloc, check_positive_int, out_size
 
 BACKENDS = ("cython", "numpy")
+KINDS = ("conv", "linear", "maxpool", "avgpool", "flatten")
+# A quantised-model file is untrusted: at most this many bytes of arrays (int8 weights: 64M of them, some
+# 250x the zoo's largest model) are read, after their headers are checked (`cnnx._npz.read_npz`)
+MAX_QMODEL_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -173,22 +179,31 @@ class QuantizedModel:
 
     @classmethod
     def load(cls, path) -> QuantizedModel:
-        import json
+        """Read a file written by `save`. The file is untrusted: its array sizes are checked before they are
+        read, and every field (kinds, scales, requantisation, strides, paddings, kernels, weight shapes and
+        dtypes) is validated and the shapes are walked from `input_shape` to the logits, so a file that
+        loads can be run (`predict`) without crashing. Anything wrong raises ValueError naming the file."""
+        try:
+            arrays = read_npz(path, MAX_QMODEL_BYTES, _check_qmodel_member, required=("meta",))
+            meta = json_loads(str(arrays["meta"]), "the model description")
+            return _qmodel_from(meta, arrays)
+        except (NpzError, ValueError, TypeError) as e:
+            raise ValueError(f"{path}: not a valid cnnx quantised model: {e}") from None
 
-        with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(str(f["meta"]))
-            if meta.get("format") != 1:
-                raise ValueError(f"{path}: not a cnnx quantised model (format {meta.get('format')!r})")
-            layers = []
-            for i, d in enumerate(meta["layers"]):
-                rq = d.pop("rq", None)
-                layer = QLayer(**d)
-                if rq is not None:
-                    layer.rq = quant.Requant(*rq)
-                    layer.w, layer.b = f[f"w{i}"], f[f"b{i}"]
-                layers.append(layer)
-        return cls(meta["input_scale"], layers, tuple(meta["input_shape"]), meta["calibration"],
-                   meta.get("preprocess"))
+    def check_shapes(self) -> tuple:
+        """Walk `input_shape` through the layers, checking every weight against what reaches it; the output
+        shape (classes,) or ValueError naming the layer. Also bounds one image's intermediate sizes."""
+        shape = tuple(self.input_shape)
+        if len(shape) != 3:
+            raise ValueError(f"input_shape must be (C, H, W), got {shape}")
+        for i, layer in enumerate(self.layers):
+            try:
+                shape = _layer_output_shape(layer, shape)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"layer {i} ({layer.kind}): {e}") from None
+        if len(shape) != 1:
+            raise ValueError(f"the last layer gives shape {shape}, not class scores (K,)")
+        return shape
 
     def summary(self) -> str:
         lines = [f"input scale {self.input_scale:.6g}"]
@@ -199,6 +214,124 @@ class QuantizedModel:
                          f" relu={layer.rq.relu}")
             lines.append(f"{i:2d} {layer.kind:8s} {layer.name:28s} out_scale={layer.scale:.4g}{extra}")
         return "\n".join(lines)
+
+
+def _check_qmodel_member(key: str, dtype: np.dtype, shape: tuple) -> None:
+    if key == "meta":
+        if dtype.kind != "U" or shape != ():
+            raise ValueError(f"must be a string, got {dtype}{shape}")
+    elif key[:1] in ("w", "b") and key[1:].isdigit():
+        want = np.int8 if key[0] == "w" else np.int32
+        if dtype != want:
+            raise ValueError(f"must be {np.dtype(want).name}, got {dtype}")
+    else:
+        raise ValueError("is not a member of a cnnx quantised model")
+
+
+def _finite_float(name: str, v, positive: bool = True) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise TypeError(f"{name} must be a number, got {v!r}")
+    v = float(v)
+    if not np.isfinite(v) or v < 0 or (positive and v == 0):
+        kind = "positive" if positive else "non-negative"
+        raise ValueError(f"{name} must be a {kind} finite number, got {v}")
+    return v
+
+
+def _qmodel_from(meta, arrays) -> QuantizedModel:
+    """A QuantizedModel from `load`'s parsed description and arrays, every field checked."""
+    if not isinstance(meta, dict) or meta.get("format") != 1:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"not a cnnx quantised model (format {got!r})")
+    raw_layers, calibration = meta.get("layers"), meta.get("calibration", {})
+    if not isinstance(raw_layers, list) or not raw_layers:
+        raise ValueError("'layers' must be a non-empty list")
+    if not isinstance(calibration, dict):
+        raise ValueError("'calibration' must be an object")
+    input_shape = meta.get("input_shape")
+    if not isinstance(input_shape, list) or len(input_shape) != 3:
+        raise ValueError(f"input_shape must be [C, H, W], got {input_shape!r}")
+    input_shape = tuple(check_positive_int("input_shape", s) for s in input_shape)
+    fields = {"kind", "name", "scale", "w_scale", "stride", "padding", "kernel", "float_index", "rq"}
+    layers = []
+    for i, d in enumerate(raw_layers):
+        if not isinstance(d, dict) or set(d) - fields or d.get("kind") not in KINDS:
+            raise ValueError(f"layer {i} must be an object with a kind in {KINDS} and only the fields "
+                             f"{sorted(fields)}, got {d!r}"[:300])
+        layer = QLayer(d["kind"], str(d.get("name", "")), _finite_float(f"layer {i} scale", d.get("scale")),
+                       w_scale=_finite_float(f"layer {i} w_scale", d.get("w_scale", 0.0), positive=False),
+                       float_index=check_positive_int(f"layer {i} float_index", d.get("float_index", -1),
+                                                      minimum=-1))
+        if layer.kind in ("conv", "linear"):
+            rq = d.get("rq")
+            if not isinstance(rq, list) or len(rq) != 3 or not isinstance(rq[2], bool):
+                raise ValueError(f"layer {i}: rq must be [mult, shift, relu], got {rq!r}")
+            layer.rq = quant.Requant(*rq)  # checks mult and shift are in range
+            if f"w{i}" not in arrays or f"b{i}" not in arrays:
+                raise ValueError(f"layer {i} ({layer.kind}) has no weights w{i}/b{i}")
+            layer.w, layer.b = arrays[f"w{i}"], arrays[f"b{i}"]
+        elif "rq" in d:
+            raise ValueError(f"layer {i} ({layer.kind}) cannot have a requantisation")
+        if layer.kind == "conv":
+            layer.stride = check_positive_int(f"layer {i} stride", d.get("stride", 1))
+            layer.padding = check_positive_int(f"layer {i} padding", d.get("padding", 0), minimum=0)
+        elif layer.kind in ("maxpool", "avgpool"):
+            layer.kernel = check_positive_int(f"layer {i} kernel", d.get("kernel"))
+            layer.stride = check_positive_int(f"layer {i} stride", d.get("stride", layer.kernel))
+        layers.append(layer)
+    preprocess = meta.get("preprocess")
+    if preprocess is not None:  # checked like every other field: finite mean, std > 0, channels that fit
+        from .io.preprocess import Preprocess
+
+        prep = Preprocess.from_dict(preprocess)
+        if prep.channels not in (None, input_shape[0]):
+            raise ValueError(f"preprocess has {prep.channels} channel statistics, the input {input_shape[0]}")
+        preprocess = prep.to_dict()
+    qm = QuantizedModel(_finite_float("input_scale", meta.get("input_scale")), layers, input_shape,
+                        calibration, preprocess)
+    qm.check_shapes()
+    return qm
+
+
+def _layer_output_shape(layer: QLayer, shape: tuple) -> tuple:
+    """One image's output shape (no batch) of `layer` on `shape`; ValueError when the layer does not fit."""
+    if layer.kind == "flatten":
+        return (int(np.prod(shape)),)
+    if layer.kind == "linear":
+        w, b = layer.w, layer.b
+        if w.ndim != 2 or w.size == 0 or b.shape != (w.shape[0],):
+            raise ValueError(f"weights must be (OUT, IN) with a bias (OUT,), got {w.shape} and {b.shape}")
+        if shape != (w.shape[1],):
+            raise ValueError(f"expects ({w.shape[1]},) inputs, gets {shape}")
+        quant.check_acc_range(w.shape[1], b)
+        return (w.shape[0],)
+    if len(shape) != 3:
+        raise ValueError(f"expects (C, H, W) inputs, gets {shape}")
+    c, h, w_ = shape
+    if layer.kind == "conv":
+        w, b = layer.w, layer.b
+        if w.ndim != 4 or w.size == 0 or b.shape != (w.shape[0],):
+            raise ValueError(f"weights must be (F, C, KH, KW) with a bias (F,), got {w.shape} and {b.shape}")
+        if w.shape[1] != c:
+            raise ValueError(f"expects {w.shape[1]} input channels, gets {c}")
+        quant.check_acc_range(int(np.prod(w.shape[1:])), b)
+        oh = out_size(h, w.shape[2], layer.stride, layer.padding, what="kernel")
+        ow = out_size(w_, w.shape[3], layer.stride, layer.padding, what="kernel")
+        out = (w.shape[0], oh, ow)
+    else:
+        oh = out_size(h, layer.kernel, layer.stride, 0, what="pooling window")
+        ow = out_size(w_, layer.kernel, layer.stride, 0, what="pooling window")
+        out = (c, oh, ow)
+    check_alloc(f"one image through a {layer.kind} layer", (out, np.int32))
+    return out
+
+
+def _check_finite_layer(name: str, **arrays) -> None:
+    for what, a in arrays.items():
+        bad = int((~np.isfinite(a)).sum())
+        if bad:
+            raise ValueError(f"{name}: its {what} hold {bad} non-finite value(s) (NaN/inf); "
+                             "refusing to quantise")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -316,6 +449,10 @@ def quantize_model(model, calib_images, percentile: float = 99.99, input_scale: 
             w = np.asarray(layer.weight.data, np.float64)
             bias = getattr(layer, "bias", None)
             b = np.zeros(w.shape[0]) if bias is None else np.asarray(getattr(bias, "data", bias), np.float64)
+            _check_finite_layer(f"layer {end} ({name})", weights=w, biases=b)
+            if not np.isfinite(stats[end]).all():
+                raise ValueError(f"layer {end} ({name}): the calibration activations hold NaN/inf; "
+                                 "refusing to quantise")
             s_w = quant.symmetric_scale(w)
             s_out = quant.symmetric_scale(stats[end], 100.0 if g == last_dense else percentile)
             calibration["activation_max"].append(float(stats[end].max()))

@@ -92,13 +92,24 @@ def avg_pool_multiplier(window: int) -> Requant:
 
 
 def requantize(acc, rq: Requant) -> np.ndarray:
-    """Apply `rq` to an integer accumulator array (any shape), giving int8. Exact integer arithmetic."""
+    """Apply `rq` to an integer accumulator array (any shape, any integer dtype), giving int8.
+
+    Exact integer arithmetic for every integer value (int32 accumulators are what the scheme produces, but a
+    uint64 2**64 - 1 or an int64 -2**63 saturate too, never wrap): the accumulator is first clamped to
+    [lo, hi], the narrowest range outside which `rq` saturates anyway, which keeps acc * M inside int64."""
     acc = np.asarray(acc)
     if acc.dtype.kind not in "iu":
         raise TypeError(f"requantize needs an integer accumulator, got dtype {acc.dtype}")
-    a = acc.astype(np.int64)
-    if a.size and (a.min() < INT32_MIN or a.max() > INT32_MAX):
-        raise ValueError("accumulator leaves int32; the layer is out of the int8 scheme's range")
+    if not isinstance(rq, Requant):
+        raise TypeError(f"rq must be a cnnx.quant.Requant, got {type(rq).__name__}")
+    # step 1 gives y >= INT8_MAX + 1 exactly when acc * M >= (INT8_MAX + 1) * 2**S - 2**(S-1), and
+    # y <= INT8_MIN - 1 exactly when acc * M < INT8_MIN * 2**S - 2**(S-1); beyond those bounds y saturates
+    hi = -(-((INT8_MAX + 1) * 2**rq.shift - 2 ** (rq.shift - 1)) // rq.mult)  # ceil: smallest saturating acc
+    lo = (INT8_MIN * 2**rq.shift - 2 ** (rq.shift - 1)) // rq.mult - 1   # below this, y <= INT8_MIN - 1
+    if acc.dtype.kind == "u":
+        a = np.minimum(acc, acc.dtype.type(min(hi, np.iinfo(acc.dtype).max))).astype(np.int64)
+    else:
+        a = np.clip(acc.astype(np.int64), lo, hi)  # |a| * M <= 2**54 + M: inside int64
     y = (a * rq.mult + (1 << (rq.shift - 1))) >> rq.shift
     if rq.relu:
         y = np.maximum(y, 0)
@@ -117,16 +128,28 @@ def check_acc_range(n_terms: int, bias=None) -> None:
 
 
 def quantize(x, scale: float) -> np.ndarray:
-    """Real tensor -> int8 at `scale` (round half to even, as numpy rounds, then saturate)."""
+    """Real tensor -> int8 at `scale` (round half to even, as numpy rounds, then saturate); ValueError for
+    NaN/inf values, which have no int8 value (numpy's cast would make them an arbitrary int8)."""
     scale = float(scale)
     if not math.isfinite(scale) or scale <= 0:
         raise ValueError(f"scale must be a positive finite number, got {scale}")
-    return np.clip(np.rint(np.asarray(x, dtype=np.float64) / scale), INT8_MIN, INT8_MAX).astype(np.int8)
+    x = np.asarray(x, dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise ValueError(f"cannot quantise {int((~np.isfinite(x)).sum())} non-finite value(s) (NaN/inf)")
+    return np.clip(np.rint(x / scale), INT8_MIN, INT8_MAX).astype(np.int8)
 
 
 def quantize_bias(b, scale_x: float, scale_w: float) -> np.ndarray:
-    """Real bias -> int32 at scale_x * scale_w (the accumulator's scale)."""
-    q = np.rint(np.asarray(b, dtype=np.float64) / (float(scale_x) * float(scale_w)))
+    """Real bias -> int32 at scale_x * scale_w (the accumulator's scale), saturated to int32; ValueError for
+    a non-finite bias or scale (NaN has no int32 value: numpy would make it INT32_MIN)."""
+    b = np.asarray(b, dtype=np.float64)
+    s = float(scale_x) * float(scale_w)
+    if not math.isfinite(s) or s <= 0:
+        raise ValueError(f"bias scale scale_x * scale_w must be a positive finite number, got {s}")
+    if not np.isfinite(b).all():
+        raise ValueError(f"bias holds {int((~np.isfinite(b)).sum())} non-finite value(s) (NaN/inf); "
+                         "it cannot be quantised")
+    q = np.rint(b / s)
     return np.clip(q, INT32_MIN, INT32_MAX).astype(np.int32)
 
 

@@ -4,18 +4,73 @@ RTL drivers.
 The lectures' rule: a window of size K with stride S and zero padding P over an input of size W gives
 (W - K + 2P) / S + 1 outputs, and the layer only "fits" when S divides (W - K + 2P). PyTorch instead floors;
 `floor_mode=True` opts into that.
+
+It is also the one guard against sizes the kernels cannot index or the machine cannot hold, used by every
+float (`cnnx.functional`, `cnnx.nn`) and int8 (`cnnx.int8`, `cnnx.ptq`) entry point before anything is
+allocated (the Cython kernels run without bounds checks, so an overflowing index would be a crash):
+- every size, kernel, stride and padding is an int in [minimum, MAX_DIM]: then the kernels' Py_ssize_t
+  index products (e.g. oh * stride + i, c * Hp * Wp) stay far inside int64;
+- every array a call allocates (outputs, scratch, padded copies) is counted by `check_alloc` against
+  `max_alloc_bytes()` (MAX_ALLOC_BYTES, 4 GiB, or `$CNNX_MAX_ALLOC_BYTES`) and refused with a ValueError
+  naming the argument that makes it large, instead of numpy's MemoryError or the OOM killer; and no array
+  may hold more than MAX_ELEMENTS elements (the int32 arg-max of max pooling indexes a plane with them).
 """
+
+import os
 
 import numpy as np
 
+MAX_DIM = 2**31 - 1
+MAX_ELEMENTS = 2**31 - 1
+MAX_ALLOC_BYTES = 4 * 2**30
+ALLOC_ENV = "CNNX_MAX_ALLOC_BYTES"
 
-def check_positive_int(name: str, value, minimum: int = 1) -> int:
+
+def check_positive_int(name: str, value, minimum: int = 1, maximum: int = MAX_DIM) -> int:
+    """`value` as an int in [minimum, maximum]: TypeError if it is not an int, ValueError if out of range."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     value = int(value)
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return value
+
+
+def max_alloc_bytes() -> int:
+    """The memory budget of one call: `$CNNX_MAX_ALLOC_BYTES` if set (bytes), else MAX_ALLOC_BYTES."""
+    env = os.environ.get(ALLOC_ENV, "").strip()
+    if not env:
+        return MAX_ALLOC_BYTES
+    if not env.isdigit() or int(env) < 1:
+        raise ValueError(f"{ALLOC_ENV} must be a positive number of bytes, got {env!r}")
+    return int(env)
+
+
+def check_alloc(because: str, *arrays: tuple) -> None:
+    """Refuse, before allocating, the arrays (shape, dtype) one call needs when any of them holds more than
+    MAX_ELEMENTS elements or all of them together exceed `max_alloc_bytes()`. `because` names the
+    argument(s) that set the sizes ("padding=40000 of conv2d", ...); it leads the ValueError's message."""
+    total, budget, sizes = 0, max_alloc_bytes(), []
+    for shape, dtype in arrays:
+        n = 1
+        for s in shape:
+            n *= int(s)  # Python ints: exact, no overflow
+        sizes.append((tuple(int(s) for s in shape), n))
+        total += n * np.dtype(dtype).itemsize
+    if total > budget:
+        raise ValueError(f"{because}: needs {_gib(total)} of new arrays "
+                         f"({', '.join(str(sh) for sh, _ in sizes)}), more than the {_gib(budget)} budget "
+                         f"(raise it with {ALLOC_ENV})")
+    for shape, n in sizes:
+        if n > MAX_ELEMENTS:
+            raise ValueError(f"{because}: an array of shape {shape} would hold {n} elements, more than the "
+                             f"{MAX_ELEMENTS} the kernels can index")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB"
 
 
 def pair(name: str, value, minimum: int = 1) -> tuple[int, int]:

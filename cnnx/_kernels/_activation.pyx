@@ -5,6 +5,9 @@
 # backward take the forward OUTPUT y; the ReLU family and ELU take the forward INPUT x.
 # Each loop loads its operands into locals before choosing: a load inside only one branch of a conditional
 # keeps gcc from turning it into a branch-free select, and random signs then mispredict half the branches.
+# NaN propagates as in the golden model (cnnx.reference) and PyTorch: each select is written so that a NaN,
+# for which every comparison is false, takes the branch that carries it (relu(nan) = elu(nan) = nan;
+# `0 if v < 0 else v` is still one max instruction, with the NaN-propagating operand order).
 
 from cython.parallel cimport prange
 from libc.math cimport expf, tanhf
@@ -12,8 +15,10 @@ from libc.math cimport expf, tanhf
 
 def relu_forward(const float[::1] x, float[::1] y, int n_threads):     # IN x, OUT y
     cdef Py_ssize_t i
+    cdef float v
     for i in prange(x.shape[0], schedule="static", num_threads=n_threads, nogil=True):
-        y[i] = x[i] if x[i] > 0 else 0
+        v = x[i]
+        y[i] = 0 if v < 0 else v
 
 
 def relu_backward(const float[::1] dy, const float[::1] x, float[::1] dx, int n_threads):  # IN dy, x; OUT dx
@@ -47,7 +52,7 @@ def elu_forward(const float[::1] x, float[::1] y, float alpha, int n_threads):
     cdef float v, e
     for i in prange(x.shape[0], schedule="static", num_threads=n_threads, nogil=True):
         v = x[i]
-        e = alpha * (expf(v if v < 0 else 0) - 1)
+        e = alpha * (expf(0 if v > 0 else v) - 1)
         y[i] = v if v > 0 else e
 
 
@@ -57,7 +62,7 @@ def elu_backward(const float[::1] dy, const float[::1] x, float[::1] dx, float a
     for i in prange(x.shape[0], schedule="static", num_threads=n_threads, nogil=True):
         d = dy[i]
         v = x[i]
-        e = d * alpha * expf(v if v < 0 else 0)
+        e = d * alpha * expf(0 if v > 0 else v)
         dx[i] = d if v > 0 else e
 
 

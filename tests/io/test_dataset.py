@@ -93,6 +93,11 @@ def test_quantised_model_uses_and_keeps_its_preprocessing(tmp_path):
     q2 = ptq.QuantizedModel.load(tmp_path / "q.npz")
     assert q2.preprocess == q.preprocess
     np.testing.assert_array_equal(q2.forward(x), q.forward(x))
+    for bad in ({"mean": [0.1, 0.2], "std": [1.0, 1.0]}, {"mean": [0.0], "std": [0.0]}, {"mean": [0.0]}):
+        q.preprocess = bad  # a file with a malformed preprocessing is refused on load
+        q.save(tmp_path / "bad.npz")
+        with pytest.raises(ValueError, match="not a valid cnnx quantised model"):
+            ptq.QuantizedModel.load(tmp_path / "bad.npz")
 
 
 # ---------------------------------------------------------------------------------------------------------

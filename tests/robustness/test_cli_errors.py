@@ -234,3 +234,14 @@ def test_eval_of_a_model_that_fails_only_when_it_runs(capsys, tmp_path):
         assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
         if as_json:
             assert json.loads(out)["exit_code"] == 2
+
+
+# ---- item 2 on the CLI: a thread count the kernels would refuse (or crash on) is a usage error -------------
+@pytest.mark.parametrize("cmd", ["train", "eval"])
+@pytest.mark.parametrize("threads", ["0", "5000", "100000"])
+def test_threads_out_of_range_is_one_line_before_any_work(capsys, tmp_path, cmd, threads):
+    argv = ["train", "--out", tmp_path / "r"] if cmd == "train" else ["eval", tmp_path / "missing"]
+    for as_json in (False, True):
+        code, out, err = run(capsys, *argv, "--threads", threads, *(["--json"] * as_json))
+        assert_one_line(code, out, err, 2, "--threads", as_json)
+    assert list(tmp_path.iterdir()) == []
