@@ -1,10 +1,12 @@
 """The int8 CPU path: validating wrappers around the Cython integer kernels in `cnnx/_kernels/_int8.pyx`.
 
 Same signatures and results (bit for bit) as the golden functions in `cnnx.reference` (`conv2d_int8`,
-`linear_int8`, `maxpool2d_int8`, `avgpool2d_int8`), plus `n_threads`. The kernels only produce exact integer
-accumulators / window sums; rounding, ReLU and saturation are always `cnnx.quant.requantize`, so there is one
-definition of the int8 rule. Bad input raises ValueError/TypeError here, before any kernel (which runs without
-bounds checks) sees it.
+`linear_int8`, `maxpool2d_int8`, `avgpool2d_int8`), plus `n_threads`. conv and linear run one int8 GEMM
+(`cnnx/_kernels/cnnx_int8.h`: AVX-512 VNNI, AVX2 or portable, see `isa()`) whose store either writes the
+int32 accumulator (`*_acc`) or applies the requantisation of `cnnx.quant` in registers (`*_int8`): the
+int32 sums never go to memory. `requantize` runs that fused epilogue alone, so tests hold it against
+`quant.requantize`, the one definition of the rule. Bad input raises ValueError/TypeError here, before any
+kernel (which runs without bounds checks) sees it.
 
 Shape letters: N batch, C in-channels, H/W input, F filters, KH/KW kernel, OH/OW output.
 """
@@ -18,7 +20,15 @@ from ._kernels import _int8
 from ._threads import resolve_n_threads
 from .shapes import check_array, check_positive_int, out_size
 
-__all__ = ["conv2d_acc", "conv2d_int8", "linear_acc", "linear_int8", "maxpool2d_int8", "avgpool2d_int8"]
+__all__ = [
+    "conv2d_acc", "conv2d_int8", "linear_acc", "linear_int8", "maxpool2d_int8", "avgpool2d_int8", "isa",
+    "requantize",
+]  # fmt: skip
+
+
+def isa() -> str:
+    """The int8 GEMM variant in use: "vnni512", "avx2" or "portable" (CNNX_INT8_ISA, read at import)."""
+    return _int8.isa()
 
 
 def _int_array(name: str, a, dtype, ndim: int) -> np.ndarray:
@@ -40,10 +50,7 @@ def _requant(rq) -> quant.Requant:
     return rq
 
 
-def conv2d_acc(x, w, b=None, stride=1, padding=0, floor_mode=False, n_threads=None) -> np.ndarray:
-    """int8 convolution's int32 accumulator (N, F, OH, OW): sum over (c, i, j) of x * w, plus the bias.
-
-    The threads split the batch (whole images each), so a batch of one image runs on one thread."""
+def _conv_setup(x, w, b, stride, padding, floor_mode):
     x = _int_array("x", x, np.int8, 4)
     w = _int_array("w", w, np.int8, 4)
     N, C, H, W = x.shape
@@ -56,37 +63,66 @@ def conv2d_acc(x, w, b=None, stride=1, padding=0, floor_mode=False, n_threads=No
     OH = out_size(H, KH, stride, padding, floor_mode=floor_mode, what="kernel")
     OW = out_size(W, KW, stride, padding, floor_mode=floor_mode, what="kernel")
     quant.check_acc_range(C * KH * KW, b)  # so the kernel's int32 accumulator cannot wrap
-    out = np.empty((N, F, OH, OW), np.int32)
-    n_threads = resolve_n_threads(n_threads)
-    # one patch matrix (C*KH*KW, OH*OW) per chunk of images; the kernel gives each thread one chunk
-    scratch = np.empty((min(n_threads, N), C * KH * KW * OH * OW), np.int8)
-    _int8.conv2d_acc(x, w, b, out, scratch, stride, padding, n_threads)
+    return x, w, b, stride, padding, (N, F, OH, OW)
+
+
+def conv2d_acc(x, w, b=None, stride=1, padding=0, floor_mode=False, n_threads=None) -> np.ndarray:
+    """int8 convolution's int32 accumulator (N, F, OH, OW): sum over (c, i, j) of x * w, plus the bias.
+
+    The threads split the batch (whole images each), so a batch of one image runs on one thread."""
+    x, w, b, stride, padding, shape = _conv_setup(x, w, b, stride, padding, floor_mode)
+    out = np.empty(shape, np.int32)
+    _int8.conv2d_acc(x, w, b, out, stride, padding, resolve_n_threads(n_threads))
     return out
 
 
 def conv2d_int8(x, w, b, rq, stride=1, padding=0, floor_mode=False, n_threads=None) -> np.ndarray:
-    """int8 convolution: int32 accumulate (with bias), then `quant.requantize` (rounding, ReLU, clamp)."""
+    """int8 convolution: int32 accumulate (with bias) and `rq` (rounding, ReLU, clamp) fused in one pass."""
     rq = _requant(rq)
-    return quant.requantize(conv2d_acc(x, w, b, stride, padding, floor_mode, n_threads), rq)
+    x, w, b, stride, padding, shape = _conv_setup(x, w, b, stride, padding, floor_mode)
+    out = np.empty(shape, np.int8)
+    _int8.conv2d_int8(x, w, b, out, rq.mult, rq.shift, rq.relu, stride, padding, resolve_n_threads(n_threads))
+    return out
 
 
-def linear_acc(x, w, b=None, n_threads=None) -> np.ndarray:
-    """int8 dense layer's int32 accumulator, (N, IN) x (OUT, IN) + b -> (N, OUT)."""
+def _linear_setup(x, w, b):
     x = _int_array("x", x, np.int8, 2)
     w = _int_array("w", w, np.int8, 2)
     if w.shape[1] != x.shape[1]:
         raise ValueError(f"weight expects {w.shape[1]} input features, input has {x.shape[1]}")
     b = _bias(b, w.shape[0])
     quant.check_acc_range(x.shape[1], b)
+    return x, w, b
+
+
+def linear_acc(x, w, b=None, n_threads=None) -> np.ndarray:
+    """int8 dense layer's int32 accumulator, (N, IN) x (OUT, IN) + b -> (N, OUT)."""
+    x, w, b = _linear_setup(x, w, b)
     out = np.empty((x.shape[0], w.shape[0]), np.int32)
     _int8.linear_acc(x, w, b, out, resolve_n_threads(n_threads))
     return out
 
 
 def linear_int8(x, w, b, rq, n_threads=None) -> np.ndarray:
-    """int8 dense layer, (N, IN) x (OUT, IN) -> int8 (N, OUT)."""
+    """int8 dense layer, (N, IN) x (OUT, IN) -> int8 (N, OUT), the requantisation fused into the product."""
     rq = _requant(rq)
-    return quant.requantize(linear_acc(x, w, b, n_threads), rq)
+    x, w, b = _linear_setup(x, w, b)
+    out = np.empty((x.shape[0], w.shape[0]), np.int8)
+    _int8.linear_int8(x, w, b, out, rq.mult, rq.shift, rq.relu, resolve_n_threads(n_threads))
+    return out
+
+
+def requantize(acc, rq) -> np.ndarray:
+    """The GEMM's fused requantisation epilogue on its own (any int32 array): equals `quant.requantize`."""
+    rq = _requant(rq)
+    acc = np.asarray(acc)
+    if acc.dtype != np.int32:
+        raise TypeError(f"requantize needs an int32 accumulator, got dtype {acc.dtype}")
+    flat = np.ascontiguousarray(acc).reshape(-1)
+    out = np.empty(flat.shape, np.int8)
+    if flat.size:
+        _int8.requantize(flat, out, rq.mult, rq.shift, rq.relu)
+    return out.reshape(acc.shape)
 
 
 def _pool_setup(x, kernel, stride, floor_mode):

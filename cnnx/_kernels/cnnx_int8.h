@@ -1,0 +1,490 @@
+/* cnnx/_kernels/cnnx_int8.h — the int8 GEMM of the conv and dense kernels (cnnx/_kernels/_int8.pyx), in C.
+ *
+ * One product shape serves both layers:
+ *     C (F, ncols) = requant(corr[f] + W (F, K) @ B (K, ncols))
+ * W: int8 weights, rows of K4 = ceil(K / 4) "quads" (4 consecutive k, zero padded past K).
+ * B: a panel of uint8 quads, panel[(kq * ldp + j) * 4 + t] = x + 128 for tap k = 4 kq + t and column j
+ *    (conv: j = output pixel of one image; dense: j = image), built by cnnx_i8_pack_conv / _pack_dense.
+ * The +128 makes the activations unsigned, as `vpdpbusd` (u8 x s8) wants: sum_k (x + 128) w =
+ * acc + 128 sum_k w, so corr[f] = b[f] - 128 sum_k w[f, k] (prepared by cnnx_i8_prep_weights). All sums
+ * wrap modulo 2**32 (unsigned or SIMD adds), and the true accumulator fits int32 (the Python wrapper calls
+ * quant.check_acc_range first), so the result is exact whatever the intermediate values.
+ *
+ * The epilogue is fused into the store: either the int32 accumulator (mode CNNX_I8_ACC, for conv2d_acc /
+ * linear_acc) or the int8 requantisation of cnnx/quant.py (mode CNNX_I8_REQ):
+ *     y = (acc * M + 2**(S-1)) >> S  (arithmetic shift);  y = max(y, 0) if relu;  y = clamp(y, -128, 127)
+ * The SIMD epilogues first clamp acc into [acc_lo, acc_hi] (cnnx_i8_rq_init): outside that interval y
+ * saturates anyway and y is monotonic in acc, so the result is unchanged, and inside it y fits int32.
+ *
+ * Variants, picked once per process by cnnx_i8_init (CNNX_INT8_ISA=vnni512|avx2|portable forces one):
+ *   vnni512   AVX-512 VNNI `vpdpbusd`: 64 u8 x s8 products per instruction; 6 x 64 register tiles
+ *   avx2      AVX2: u8 and s8 widened to int16, `vpmaddwd` (exact pair sums; `vpmaddubsw` would saturate)
+ *   portable  plain C, the same sums in uint32
+ * Every variant gives the same integers (exact arithmetic), so any of them may run on any input.
+ */
+#ifndef CNNX_INT8_H
+#define CNNX_INT8_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define CNNX_I8_X86 1
+#include <immintrin.h>
+#define CNNX_TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+#define CNNX_TARGET_AVX2 __attribute__((target("avx2,fma,bmi2")))
+#else
+#define CNNX_I8_X86 0
+#endif
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#define CNNX_I8_ACC 0
+#define CNNX_I8_REQ 1
+
+enum { CNNX_ISA_PORTABLE = 0, CNNX_ISA_AVX2 = 1, CNNX_ISA_VNNI512 = 2 };
+static int cnnx_i8_isa = CNNX_ISA_PORTABLE;
+
+/* ---- requantisation parameters ----------------------------------------------------------------------- */
+
+typedef struct {
+    int64_t mult, round;   /* M and 2**(S-1) */
+    int shift;             /* S */
+    int32_t ymin, ymax;    /* -128 (0 with ReLU), 127 */
+    int32_t acc_lo, acc_hi;
+} cnnx_rq;
+
+/* floor(a / b) and ceil(a / b) for b > 0 (C's `/` truncates towards zero) */
+static inline int64_t cnnx_floordiv(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+static inline int64_t cnnx_ceildiv(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+
+/* M in [1, 2**15), S in [1, 47], as cnnx.quant.Requant guarantees (the caller passes a Requant). */
+static void cnnx_i8_rq_init(cnnx_rq *q, int64_t mult, int shift, int relu)
+{
+    const int64_t two_s = (int64_t) 1 << shift;
+    q->mult = mult;
+    q->shift = shift;
+    q->round = two_s >> 1;
+    q->ymin = relu ? 0 : -128;
+    q->ymax = 127;
+    /* acc_hi: the smallest acc with y >= 128; acc_lo: the largest acc with y <= -129 */
+    int64_t hi = cnnx_ceildiv(128 * two_s - q->round, mult);
+    int64_t lo = cnnx_floordiv(-128 * two_s - q->round - 1, mult);
+    q->acc_hi = (int32_t) (hi > INT32_MAX ? INT32_MAX : hi);
+    q->acc_lo = (int32_t) (lo < INT32_MIN ? INT32_MIN : lo);
+}
+
+/* The rule of cnnx/quant.py, written plainly: the scalar epilogue, and the oracle of the SIMD ones. */
+static inline int8_t cnnx_i8_requant1(int32_t acc, const cnnx_rq *q)
+{
+    int64_t y = ((int64_t) acc * q->mult + q->round) >> q->shift;  /* gcc: >> of a negative is arithmetic */
+    if (y < q->ymin) y = q->ymin;
+    if (y > q->ymax) y = q->ymax;
+    return (int8_t) y;
+}
+
+/* ---- weights and panels ------------------------------------------------------------------------------ */
+
+/* wq (F, K4*4) int8 = w (F, K) zero padded; wq16 the same widened to int16 (the avx2 variant's operand);
+   corr[f] = b[f] - 128 * sum_k w[f, k], modulo 2**32. */
+static void cnnx_i8_prep_weights(Py_ssize_t F, Py_ssize_t K, const int8_t *w, const int32_t *b,
+                                 Py_ssize_t K4, int8_t *wq, int16_t *wq16, int32_t *corr)
+{
+    for (Py_ssize_t f = 0; f < F; ++f) {
+        uint32_t s = 0;
+        for (Py_ssize_t k = 0; k < K4 * 4; ++k) {
+            const int8_t v = k < K ? w[f * K + k] : 0;
+            wq[f * K4 * 4 + k] = v;
+            wq16[f * K4 * 4 + k] = v;
+            s += (uint32_t) (int32_t) v;
+        }
+        corr[f] = (int32_t) ((uint32_t) b[f] - 128u * s);
+    }
+}
+
+/* Interleave 4 byte rows r0..r3 (n bytes each, XORed with 0x80) into n quads at dst. */
+static inline void cnnx_i8_interleave4(const uint8_t *r0, const uint8_t *r1, const uint8_t *r2,
+                                       const uint8_t *r3, Py_ssize_t n, uint8_t *dst)
+{
+    Py_ssize_t p = 0;
+#if defined(__SSE2__)
+    const __m128i s = _mm_set1_epi8((char) 0x80);
+    if (n >= 16) {
+        for (;;) {
+            if (p + 16 > n) p = n - 16;  /* the last block overlaps the one before: same bytes rewritten */
+            const __m128i a = _mm_xor_si128(_mm_loadu_si128((const __m128i *) (r0 + p)), s);
+            const __m128i b = _mm_xor_si128(_mm_loadu_si128((const __m128i *) (r1 + p)), s);
+            const __m128i c = _mm_xor_si128(_mm_loadu_si128((const __m128i *) (r2 + p)), s);
+            const __m128i d = _mm_xor_si128(_mm_loadu_si128((const __m128i *) (r3 + p)), s);
+            const __m128i ab0 = _mm_unpacklo_epi8(a, b), ab1 = _mm_unpackhi_epi8(a, b);
+            const __m128i cd0 = _mm_unpacklo_epi8(c, d), cd1 = _mm_unpackhi_epi8(c, d);
+            __m128i *o = (__m128i *) (dst + 4 * p);
+            _mm_storeu_si128(o, _mm_unpacklo_epi16(ab0, cd0));
+            _mm_storeu_si128(o + 1, _mm_unpackhi_epi16(ab0, cd0));
+            _mm_storeu_si128(o + 2, _mm_unpacklo_epi16(ab1, cd1));
+            _mm_storeu_si128(o + 3, _mm_unpackhi_epi16(ab1, cd1));
+            if (p + 16 >= n) return;
+            p += 16;
+        }
+    }
+    if (n >= 8) {
+        for (;;) {
+            if (p + 8 > n) p = n - 8;
+            const __m128i a = _mm_xor_si128(_mm_loadl_epi64((const __m128i *) (r0 + p)), s);
+            const __m128i b = _mm_xor_si128(_mm_loadl_epi64((const __m128i *) (r1 + p)), s);
+            const __m128i c = _mm_xor_si128(_mm_loadl_epi64((const __m128i *) (r2 + p)), s);
+            const __m128i d = _mm_xor_si128(_mm_loadl_epi64((const __m128i *) (r3 + p)), s);
+            const __m128i ab = _mm_unpacklo_epi8(a, b), cd = _mm_unpacklo_epi8(c, d);
+            __m128i *o = (__m128i *) (dst + 4 * p);
+            _mm_storeu_si128(o, _mm_unpacklo_epi16(ab, cd));
+            _mm_storeu_si128(o + 1, _mm_unpackhi_epi16(ab, cd));
+            if (p + 8 >= n) return;
+            p += 8;
+        }
+    }
+#endif
+    for (; p < n; ++p) {
+        dst[4 * p] = r0[p] ^ 0x80;
+        dst[4 * p + 1] = r1[p] ^ 0x80;
+        dst[4 * p + 2] = r2[p] ^ 0x80;
+        dst[4 * p + 3] = r3[p] ^ 0x80;
+    }
+}
+
+/* The conv panel of one image x (C, H, W): column p = oh * OW + ow, tap k = (c, i, j), panel rows ldp
+   quads apart. xp is scratch of C * Hp * Wp bytes (Hp = H + 2 pad, Wp = W + 2 pad): the zero-padded image,
+   so every tap reads real memory. Taps past K (the last quad's padding) repeat tap 0; their weights are 0. */
+static void cnnx_i8_pack_conv(const int8_t *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH,
+                              Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t OH, Py_ssize_t OW,
+                              Py_ssize_t K4, Py_ssize_t ldp, uint8_t *xp, uint8_t *panel)
+{
+    const Py_ssize_t Hp = H + 2 * pad, Wp = W + 2 * pad, K = C * KH * KW;
+    if (pad > 0) memset(xp, 0, (size_t) (C * Hp * Wp));
+    for (Py_ssize_t c = 0; c < C; ++c)
+        for (Py_ssize_t h = 0; h < H; ++h)
+            memcpy(xp + (c * Hp + h + pad) * Wp + pad, x + (c * H + h) * W, (size_t) W);
+    for (Py_ssize_t kq = 0; kq < K4; ++kq) {
+        Py_ssize_t off[4];
+        for (int t = 0; t < 4; ++t) {
+            Py_ssize_t k = 4 * kq + t;
+            if (k >= K) k = 0;
+            const Py_ssize_t c = k / (KH * KW), i = (k / KW) % KH, j = k % KW;
+            off[t] = (c * Hp + i) * Wp + j;
+        }
+        uint8_t *dst = panel + kq * ldp * 4;
+        for (Py_ssize_t oh = 0; oh < OH; ++oh) {
+            const uint8_t *row = xp + oh * stride * Wp;
+            uint8_t *d = dst + oh * OW * 4;
+            if (stride == 1) {
+                cnnx_i8_interleave4(row + off[0], row + off[1], row + off[2], row + off[3], OW, d);
+            } else {
+                for (Py_ssize_t ow = 0; ow < OW; ++ow)
+                    for (int t = 0; t < 4; ++t) d[4 * ow + t] = row[off[t] + ow * stride] ^ 0x80;
+            }
+        }
+    }
+}
+
+/* The dense panel of images n0..n0+ncols of x (N, K): column j = image n0 + j. */
+static void cnnx_i8_pack_dense(const int8_t *x, Py_ssize_t K, Py_ssize_t ncols, Py_ssize_t K4,
+                               Py_ssize_t ldp, uint8_t *panel)
+{
+    const Py_ssize_t kfull = K / 4;
+    for (Py_ssize_t j = 0; j < ncols; ++j) {
+        const int8_t *xr = x + j * K;
+        for (Py_ssize_t kq = 0; kq < kfull; ++kq) {
+            uint32_t v;
+            memcpy(&v, xr + 4 * kq, 4);
+            v ^= 0x80808080u;
+            memcpy(panel + (kq * ldp + j) * 4, &v, 4);
+        }
+        if (kfull < K4)
+            for (int t = 0; t < 4; ++t) {
+                const Py_ssize_t k = 4 * kfull + t;
+                panel[(kfull * ldp + j) * 4 + t] = (uint8_t) ((k < K ? xr[k] : 0) ^ 0x80);
+            }
+    }
+}
+
+/* ---- portable ---------------------------------------------------------------------------------------- */
+
+#define CNNX_I8_PB 64  /* columns per block: one row of sums stays in registers / L1 */
+
+static void cnnx_i8_gemm_portable(Py_ssize_t F, Py_ssize_t ncols, Py_ssize_t K4, const int8_t *wq,
+                                  const int32_t *corr, const uint8_t *panel, Py_ssize_t ldp, void *out,
+                                  Py_ssize_t ldo, int mode, const cnnx_rq *q)
+{
+    uint32_t acc[CNNX_I8_PB];
+    for (Py_ssize_t f = 0; f < F; ++f) {
+        const int8_t *wr = wq + f * K4 * 4;
+        for (Py_ssize_t j0 = 0; j0 < ncols; j0 += CNNX_I8_PB) {
+            const Py_ssize_t nb = ncols - j0 < CNNX_I8_PB ? ncols - j0 : CNNX_I8_PB;
+            for (Py_ssize_t j = 0; j < nb; ++j) acc[j] = (uint32_t) corr[f];
+            for (Py_ssize_t kq = 0; kq < K4; ++kq) {
+                const uint8_t *bp = panel + (kq * ldp + j0) * 4;
+                const int32_t w0 = wr[4 * kq], w1 = wr[4 * kq + 1], w2 = wr[4 * kq + 2], w3 = wr[4 * kq + 3];
+                for (Py_ssize_t j = 0; j < nb; ++j)
+                    acc[j] += (uint32_t) (bp[4 * j] * w0 + bp[4 * j + 1] * w1 + bp[4 * j + 2] * w2
+                                          + bp[4 * j + 3] * w3);
+            }
+            if (mode == CNNX_I8_ACC) {
+                int32_t *o = (int32_t *) out + f * ldo + j0;
+                for (Py_ssize_t j = 0; j < nb; ++j) o[j] = (int32_t) acc[j];
+            } else {
+                int8_t *o = (int8_t *) out + f * ldo + j0;
+                for (Py_ssize_t j = 0; j < nb; ++j) o[j] = cnnx_i8_requant1((int32_t) acc[j], q);
+            }
+        }
+    }
+}
+
+#if CNNX_I8_X86
+/* ---- avx2 -------------------------------------------------------------------------------------------- */
+
+/* requantise 8 int32 sums -> 8 int8 (see the file's head for the clamp of acc) */
+static inline CNNX_TARGET_AVX2 __attribute__((always_inline)) __m128i cnnx_i8_rq_avx2(__m256i acc,
+                                                                                      const cnnx_rq *q)
+{
+    acc = _mm256_max_epi32(acc, _mm256_set1_epi32(q->acc_lo));
+    acc = _mm256_min_epi32(acc, _mm256_set1_epi32(q->acc_hi));
+    const __m256i m = _mm256_set1_epi64x(q->mult);
+    /* no 64-bit arithmetic shift in AVX2: shift v + 2**62 (>= 0) logically, then take 2**(62-S) off;
+       only the low 32 bits are kept, which hold y exactly since y fits int32 after the clamp */
+    const __m256i r = _mm256_set1_epi64x(q->round + ((int64_t) 1 << 62));
+    const __m128i s = _mm_cvtsi32_si128(q->shift);
+    __m256i ev = _mm256_srl_epi64(_mm256_add_epi64(_mm256_mul_epi32(acc, m), r), s);
+    __m256i od = _mm256_srl_epi64(_mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(acc, 32), m), r), s);
+    __m256i y = _mm256_blend_epi32(ev, _mm256_slli_epi64(od, 32), 0xAA);
+    y = _mm256_sub_epi32(y, _mm256_set1_epi32((int32_t) (uint32_t) ((uint64_t) 1 << (62 - q->shift))));
+    y = _mm256_max_epi32(y, _mm256_set1_epi32(q->ymin));
+    y = _mm256_min_epi32(y, _mm256_set1_epi32(q->ymax));
+    const __m256i pk = _mm256_shuffle_epi8(y, _mm256_setr_epi8(
+        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1));
+    return _mm_unpacklo_epi32(_mm256_castsi256_si128(pk), _mm256_extracti128_si256(pk, 1));
+}
+
+#define CNNX_I8_MR2 6
+/* mr rows x 8 columns: each ymm holds 4 columns x 2 pair sums (vpmaddwd of 4 taps), folded at the end */
+static inline CNNX_TARGET_AVX2 __attribute__((always_inline)) void cnnx_i8_tile_avx2(
+    const int mr, Py_ssize_t K4, const int16_t *w16, const int32_t *corr, const uint8_t *bp, Py_ssize_t ldp,
+    void *out, Py_ssize_t ldo, Py_ssize_t nc, int mode, const cnnx_rq *q)
+{
+    __m256i a0[CNNX_I8_MR2], a1[CNNX_I8_MR2];
+    for (int r = 0; r < mr; ++r) { a0[r] = _mm256_setzero_si256(); a1[r] = _mm256_setzero_si256(); }
+    for (Py_ssize_t kq = 0; kq < K4; ++kq) {
+        const uint8_t *b = bp + kq * ldp * 4;
+        const __m256i b0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *) b));
+        const __m256i b1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *) (b + 16)));
+        for (int r = 0; r < mr; ++r) {
+            int64_t wv;
+            memcpy(&wv, w16 + r * K4 * 4 + kq * 4, 8);
+            const __m256i a = _mm256_set1_epi64x(wv);
+            a0[r] = _mm256_add_epi32(a0[r], _mm256_madd_epi16(b0, a));
+            a1[r] = _mm256_add_epi32(a1[r], _mm256_madd_epi16(b1, a));
+        }
+    }
+    for (int r = 0; r < mr; ++r) {
+        __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a0[r], a1[r]), 0xD8);
+        s = _mm256_add_epi32(s, _mm256_set1_epi32(corr[r]));
+        if (mode == CNNX_I8_ACC) {
+            int32_t *o = (int32_t *) out + r * ldo;
+            if (nc == 8) _mm256_storeu_si256((__m256i *) o, s);
+            else { int32_t t[8]; _mm256_storeu_si256((__m256i *) t, s); memcpy(o, t, (size_t) nc * 4); }
+        } else {
+            int8_t *o = (int8_t *) out + r * ldo;
+            const __m128i y = cnnx_i8_rq_avx2(s, q);
+            if (nc == 8) _mm_storel_epi64((__m128i *) o, y);
+            else { int8_t t[16]; _mm_storeu_si128((__m128i *) t, y); memcpy(o, t, (size_t) nc); }
+        }
+    }
+}
+
+CNNX_TARGET_AVX2 static void cnnx_i8_gemm_avx2(Py_ssize_t F, Py_ssize_t ncols, Py_ssize_t K4,
+                                               const int16_t *w16, const int32_t *corr, const uint8_t *panel,
+                                               Py_ssize_t ldp, void *out, Py_ssize_t ldo, int mode,
+                                               const cnnx_rq *q)
+{
+    const size_t es = mode == CNNX_I8_ACC ? 4 : 1;
+    for (Py_ssize_t j0 = 0; j0 < ncols; j0 += 8) {
+        const Py_ssize_t nc = ncols - j0 < 8 ? ncols - j0 : 8;
+        for (Py_ssize_t i0 = 0; i0 < F; i0 += CNNX_I8_MR2) {
+            const int16_t *w = w16 + i0 * K4 * 4;
+            const uint8_t *b = panel + j0 * 4;
+            void *o = (char *) out + (i0 * ldo + j0) * es;
+            switch (F - i0 < CNNX_I8_MR2 ? F - i0 : CNNX_I8_MR2) {
+                case 6: cnnx_i8_tile_avx2(6, K4, w, corr + i0, b, ldp, o, ldo, nc, mode, q); break;
+                case 5: cnnx_i8_tile_avx2(5, K4, w, corr + i0, b, ldp, o, ldo, nc, mode, q); break;
+                case 4: cnnx_i8_tile_avx2(4, K4, w, corr + i0, b, ldp, o, ldo, nc, mode, q); break;
+                case 3: cnnx_i8_tile_avx2(3, K4, w, corr + i0, b, ldp, o, ldo, nc, mode, q); break;
+                case 2: cnnx_i8_tile_avx2(2, K4, w, corr + i0, b, ldp, o, ldo, nc, mode, q); break;
+                default: cnnx_i8_tile_avx2(1, K4, w, corr + i0, b, ldp, o, ldo, nc, mode, q); break;
+            }
+        }
+    }
+}
+
+/* ---- AVX-512 VNNI ------------------------------------------------------------------------------------ */
+
+/* requantise 16 int32 sums -> 16 int8 */
+static inline CNNX_TARGET_VNNI __attribute__((always_inline)) __m128i cnnx_i8_rq_512(__m512i acc,
+                                                                                     const cnnx_rq *q)
+{
+    acc = _mm512_max_epi32(acc, _mm512_set1_epi32(q->acc_lo));
+    acc = _mm512_min_epi32(acc, _mm512_set1_epi32(q->acc_hi));
+    const __m512i m = _mm512_set1_epi64(q->mult), r = _mm512_set1_epi64(q->round);
+    const __m128i s = _mm_cvtsi32_si128(q->shift);
+    const __m512i ev = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(acc, m), r), s);
+    const __m512i od = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), m), r), s);
+    __m512i y = _mm512_mask_blend_epi32((__mmask16) 0xAAAA, ev, _mm512_slli_epi64(od, 32));
+    y = _mm512_max_epi32(y, _mm512_set1_epi32(q->ymin));
+    y = _mm512_min_epi32(y, _mm512_set1_epi32(q->ymax));
+    return _mm512_cvtepi32_epi8(y);
+}
+
+#define CNNX_I8_MR 6
+#define CNNX_I8_NZ 4   /* zmm column vectors per tile: 64 columns */
+/* mr rows x nz*16 columns (the last vector masked to m) */
+static inline CNNX_TARGET_VNNI __attribute__((always_inline)) void cnnx_i8_tile_512(
+    const int mr, const int nz, Py_ssize_t K4, const int8_t *wq, const int32_t *corr, const uint8_t *bp,
+    Py_ssize_t ldp, void *out, Py_ssize_t ldo, __mmask16 m, int mode, const cnnx_rq *q)
+{
+    __m512i acc[CNNX_I8_MR][CNNX_I8_NZ];
+    for (int r = 0; r < mr; ++r)
+        for (int z = 0; z < nz; ++z) acc[r][z] = _mm512_set1_epi32(corr[r]);
+    for (Py_ssize_t kq = 0; kq < K4; ++kq) {
+        const uint8_t *b = bp + kq * ldp * 4;
+        __m512i bv[CNNX_I8_NZ];
+        for (int z = 0; z < nz; ++z) bv[z] = _mm512_loadu_si512((const void *) (b + 64 * z));
+        for (int r = 0; r < mr; ++r) {
+            int32_t wv;
+            memcpy(&wv, wq + r * K4 * 4 + kq * 4, 4);
+            const __m512i a = _mm512_set1_epi32(wv);
+            for (int z = 0; z < nz; ++z) acc[r][z] = _mm512_dpbusd_epi32(acc[r][z], bv[z], a);
+        }
+    }
+    for (int r = 0; r < mr; ++r)
+        for (int z = 0; z < nz; ++z) {
+            const __mmask16 mz = z == nz - 1 ? m : (__mmask16) 0xFFFF;
+            if (mode == CNNX_I8_ACC)
+                _mm512_mask_storeu_epi32((int32_t *) out + r * ldo + 16 * z, mz, acc[r][z]);
+            else
+                _mm_mask_storeu_epi8((int8_t *) out + r * ldo + 16 * z, mz, cnnx_i8_rq_512(acc[r][z], q));
+        }
+}
+
+#define CNNX_I8_CASE(R, Z) case (R) * 8 + (Z): \
+    cnnx_i8_tile_512(R, Z, K4, w, corr + i0, b, ldp, o, ldo, m, mode, q); break;
+
+/* The panel must hold ldp >= ncols rounded up to 16 columns (the masked lanes read, never store). */
+CNNX_TARGET_VNNI static void cnnx_i8_gemm_512(Py_ssize_t F, Py_ssize_t ncols, Py_ssize_t K4, const int8_t *wq,
+                                              const int32_t *corr, const uint8_t *panel, Py_ssize_t ldp,
+                                              void *out, Py_ssize_t ldo, int mode, const cnnx_rq *q)
+{
+    const size_t es = mode == CNNX_I8_ACC ? 4 : 1;
+    for (Py_ssize_t j0 = 0; j0 < ncols; j0 += 16 * CNNX_I8_NZ) {
+        const Py_ssize_t nc = ncols - j0 < 16 * CNNX_I8_NZ ? ncols - j0 : 16 * CNNX_I8_NZ;
+        const int nz = (int) ((nc + 15) / 16);
+        const int last = (int) (nc - 16 * (nz - 1));
+        const __mmask16 m = (__mmask16) (last >= 16 ? 0xFFFF : (1u << last) - 1u);
+        for (Py_ssize_t i0 = 0; i0 < F; i0 += CNNX_I8_MR) {
+            const int mr = (int) (F - i0 < CNNX_I8_MR ? F - i0 : CNNX_I8_MR);
+            const int8_t *w = wq + i0 * K4 * 4;
+            const uint8_t *b = panel + j0 * 4;
+            void *o = (char *) out + (i0 * ldo + j0) * es;
+            switch (mr * 8 + nz) {
+                CNNX_I8_CASE(6, 4) CNNX_I8_CASE(6, 3) CNNX_I8_CASE(6, 2) CNNX_I8_CASE(6, 1)
+                CNNX_I8_CASE(5, 4) CNNX_I8_CASE(5, 3) CNNX_I8_CASE(5, 2) CNNX_I8_CASE(5, 1)
+                CNNX_I8_CASE(4, 4) CNNX_I8_CASE(4, 3) CNNX_I8_CASE(4, 2) CNNX_I8_CASE(4, 1)
+                CNNX_I8_CASE(3, 4) CNNX_I8_CASE(3, 3) CNNX_I8_CASE(3, 2) CNNX_I8_CASE(3, 1)
+                CNNX_I8_CASE(2, 4) CNNX_I8_CASE(2, 3) CNNX_I8_CASE(2, 2) CNNX_I8_CASE(2, 1)
+                CNNX_I8_CASE(1, 4) CNNX_I8_CASE(1, 3) CNNX_I8_CASE(1, 2) CNNX_I8_CASE(1, 1)
+                default: break;
+            }
+        }
+    }
+}
+#endif /* CNNX_I8_X86 */
+
+/* ---- dispatch ---------------------------------------------------------------------------------------- */
+
+/* Pick the variant once per process: the best the CPU has, unless CNNX_INT8_ISA names one (a variant the
+   CPU lacks falls back to the next best it has). */
+static void cnnx_i8_init(void)
+{
+    const char *want = getenv("CNNX_INT8_ISA");
+    int best = CNNX_ISA_PORTABLE;
+#if CNNX_I8_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) best = CNNX_ISA_AVX2;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("avx512vnni"))
+        best = CNNX_ISA_VNNI512;
+#endif
+    int pick = best;
+    if (want != NULL && want[0] != 0) {
+        if (strcmp(want, "portable") == 0) pick = CNNX_ISA_PORTABLE;
+        else if (strcmp(want, "avx2") == 0) pick = CNNX_ISA_AVX2;
+        else if (strcmp(want, "vnni512") == 0) pick = CNNX_ISA_VNNI512;
+        if (pick > best) pick = best;
+    }
+    cnnx_i8_isa = pick;
+}
+
+static inline int cnnx_i8_get_isa(void) { return cnnx_i8_isa; }
+
+/* C (F, ncols) at out (rows ldo elements apart: int32 for CNNX_I8_ACC, int8 for CNNX_I8_REQ). */
+static inline void cnnx_i8_gemm(Py_ssize_t F, Py_ssize_t ncols, Py_ssize_t K4, const int8_t *wq,
+                                const int16_t *wq16, const int32_t *corr, const uint8_t *panel, Py_ssize_t ldp,
+                                void *out, Py_ssize_t ldo, int mode, const cnnx_rq *q)
+{
+#if CNNX_I8_X86
+    if (cnnx_i8_isa == CNNX_ISA_VNNI512) {
+        cnnx_i8_gemm_512(F, ncols, K4, wq, corr, panel, ldp, out, ldo, mode, q);
+        return;
+    }
+    if (cnnx_i8_isa == CNNX_ISA_AVX2) {
+        cnnx_i8_gemm_avx2(F, ncols, K4, wq16, corr, panel, ldp, out, ldo, mode, q);
+        return;
+    }
+#endif
+    (void) wq16;
+    cnnx_i8_gemm_portable(F, ncols, K4, wq, corr, panel, ldp, out, ldo, mode, q);
+}
+
+/* The chosen epilogue on n accumulators (no GEMM): for tests of the requantisation against cnnx.quant. */
+#if CNNX_I8_X86
+CNNX_TARGET_VNNI static Py_ssize_t cnnx_i8_requant_512(const int32_t *acc, Py_ssize_t n, int8_t *out,
+                                                       const cnnx_rq *q)
+{
+    Py_ssize_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm_storeu_si128((__m128i *) (out + i), cnnx_i8_rq_512(_mm512_loadu_si512((const void *) (acc + i)), q));
+    return i;
+}
+
+CNNX_TARGET_AVX2 static Py_ssize_t cnnx_i8_requant_avx2(const int32_t *acc, Py_ssize_t n, int8_t *out,
+                                                        const cnnx_rq *q)
+{
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storel_epi64((__m128i *) (out + i),
+                         cnnx_i8_rq_avx2(_mm256_loadu_si256((const __m256i *) (acc + i)), q));
+    return i;
+}
+#endif
+
+static void cnnx_i8_requant_array(const int32_t *acc, Py_ssize_t n, int8_t *out, const cnnx_rq *q)
+{
+    Py_ssize_t i = 0;
+#if CNNX_I8_X86
+    if (cnnx_i8_isa == CNNX_ISA_VNNI512) i = cnnx_i8_requant_512(acc, n, out, q);
+    else if (cnnx_i8_isa == CNNX_ISA_AVX2) i = cnnx_i8_requant_avx2(acc, n, out, q);
+#endif
+    for (; i < n; ++i) out[i] = cnnx_i8_requant1(acc[i], q);
+}
+
+#endif /* CNNX_INT8_H */
