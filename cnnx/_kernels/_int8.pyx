@@ -23,16 +23,19 @@ cdef extern from "cnnx_int8.h" nogil:
     void cnnx_i8_init()
     int cnnx_i8_get_isa()
     void cnnx_i8_rq_init(cnnx_rq* q, int64_t mult, int shift, int relu)
+    int CNNX_I8_SLACK
+    void cnnx_i8_conv_slots(Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t K4, int32_t* slots)
     void cnnx_i8_prep_weights(Py_ssize_t F, Py_ssize_t K, const int8_t* w, const int32_t* b, Py_ssize_t K4,
-                              int8_t* wq, int16_t* wq16, int32_t* corr)
+                              const int32_t* slots, int8_t* wq, int16_t* wq16, int32_t* corr)
     void cnnx_i8_pack_conv(const int8_t* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH,
                            Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t OH, Py_ssize_t OW,
-                           Py_ssize_t K4, Py_ssize_t ldp, uint8_t* xp, uint8_t* panel)
+                           Py_ssize_t K4, const int32_t* slots, Py_ssize_t ldp, uint8_t* xp, uint8_t* panel)
     void cnnx_i8_pack_dense(const int8_t* x, Py_ssize_t K, Py_ssize_t ncols, Py_ssize_t K4, Py_ssize_t ldp,
                             uint8_t* panel)
     void cnnx_i8_gemm(Py_ssize_t F, Py_ssize_t ncols, Py_ssize_t K4, const int8_t* wq, const int16_t* wq16,
                       const int32_t* corr, const uint8_t* panel, Py_ssize_t ldp, void* out, Py_ssize_t ldo,
                       int mode, const cnnx_rq* q)
+    void cnnx_i8_maxpool2x2(const int8_t* x, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, int8_t* out)
     void cnnx_i8_requant_array(const int32_t* acc, Py_ssize_t n, int8_t* out, const cnnx_rq* q)
 
 cnnx_i8_init()  # pick the GEMM variant for this CPU, once
@@ -51,27 +54,35 @@ cdef enum:
 
 cdef struct Weights:
     Py_ssize_t F, K, K4
+    int32_t* slots    # conv: the order of the taps in K (cnnx_i8_conv_slots); NULL for linear
     int8_t* wq
     int16_t* wq16
     int32_t* corr
 
 
-cdef int _prep(Weights* p, Py_ssize_t F, Py_ssize_t K, const int8_t* w, const int32_t* b) noexcept nogil:
-    """The GEMM's weight operands; 0 on success, -1 when out of memory (then nothing is allocated)."""
+cdef int _prep(Weights* p, Py_ssize_t F, Py_ssize_t K, const int8_t* w, const int32_t* b,
+               Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW) noexcept nogil:
+    """The GEMM's weight operands (conv when KH > 0, else linear); 0 on success, -1 when out of memory
+    (then nothing is allocated)."""
     p.F = F
     p.K = K
     p.K4 = (K + 3) // 4
+    p.slots = <int32_t*> malloc(p.K4 * 4 * sizeof(int32_t)) if KH > 0 else NULL
     p.wq = <int8_t*> malloc(F * p.K4 * 4)
     p.wq16 = <int16_t*> malloc(F * p.K4 * 4 * sizeof(int16_t))
     p.corr = <int32_t*> malloc(F * sizeof(int32_t))
-    if p.wq == NULL or p.wq16 == NULL or p.corr == NULL:
+    if p.wq == NULL or p.wq16 == NULL or p.corr == NULL or (KH > 0 and p.slots == NULL):
         _free(p)
         return -1
-    cnnx_i8_prep_weights(F, K, w, b, p.K4, p.wq, p.wq16, p.corr)
+    if KH > 0:
+        cnnx_i8_conv_slots(C, KH, KW, p.K4, p.slots)
+    cnnx_i8_prep_weights(F, K, w, b, p.K4, p.slots, p.wq, p.wq16, p.corr)
     return 0
 
 
 cdef void _free(Weights* p) noexcept nogil:
+    free(p.slots)
+    p.slots = NULL
     free(p.wq)
     free(p.wq16)
     free(p.corr)
@@ -93,13 +104,13 @@ cdef int _conv2d(
     cdef Py_ssize_t F = w.shape[0], KH = w.shape[2], KW = w.shape[3]
     cdef Py_ssize_t P = OH * OW, ldp = (P + 15) // 16 * 16, n
     cdef size_t es = 4 if mode == CNNX_I8_ACC else 1
-    cdef size_t xp_size = C * (H + 2 * pad) * (W + 2 * pad)
+    cdef size_t xp_size = C * (H + 2 * pad) * (W + 2 * pad) + CNNX_I8_SLACK
     cdef Weights p
     cdef uint8_t* xp
     cdef uint8_t* panel
     cdef int failed = 0
     cdef int* fail = &failed  # set through a pointer: a variable assigned in a parallel block is private
-    if _prep(&p, F, C * KH * KW, &w[0, 0, 0, 0], &b[0]) != 0:
+    if _prep(&p, F, C * KH * KW, &w[0, 0, 0, 0], &b[0], C, KH, KW) != 0:
         return -1
     # images are independent: each thread packs its image into its own panel, then runs the GEMM on it
     with parallel(num_threads=n_threads):
@@ -109,7 +120,8 @@ cdef int _conv2d(
             fail[0] = 1
         for n in prange(N, schedule="static"):
             if xp != NULL and panel != NULL:
-                cnnx_i8_pack_conv(&x[n, 0, 0, 0], C, H, W, KH, KW, stride, pad, OH, OW, p.K4, ldp, xp, panel)
+                cnnx_i8_pack_conv(&x[n, 0, 0, 0], C, H, W, KH, KW, stride, pad, OH, OW, p.K4, p.slots, ldp,
+                                  xp, panel)
                 cnnx_i8_gemm(F, P, p.K4, p.wq, p.wq16, p.corr, panel, ldp, out + n * F * P * es, P, mode, q)
         free(xp)
         free(panel)
@@ -138,7 +150,7 @@ cdef int _linear(
         cb = DENSE_COLS
     nblk = (N + cb - 1) // cb
     ldp = (cb + 15) // 16 * 16
-    if _prep(&p, F, K, &w[0, 0], &b[0]) != 0:
+    if _prep(&p, F, K, &w[0, 0], &b[0], 0, 0, 0) != 0:
         return -1
     # blocks of images are independent: each thread packs a block into its panel, computes the block's
     # (F, cols) result into tmp, and writes it transposed into the block's rows of out
@@ -175,6 +187,10 @@ cdef void _maxpool2d(
     cdef Py_ssize_t N = out.shape[0], C = out.shape[1], OH = out.shape[2], OW = out.shape[3]
     cdef Py_ssize_t nc, n, c, oh, ow, i, j
     cdef int8_t m, v
+    if kernel == 2 and stride == 2:  # LeNet's pools: a vectorised kernel
+        for nc in prange(N * C, schedule="static", num_threads=n_threads):
+            cnnx_i8_maxpool2x2(&x[nc // C, nc % C, 0, 0], x.shape[3], OH, OW, &out[nc // C, nc % C, 0, 0])
+        return
     # every (n, c) plane is independent
     for nc in prange(N * C, schedule="static", num_threads=n_threads):
         n = nc // C

@@ -87,15 +87,35 @@ static inline int8_t cnnx_i8_requant1(int32_t acc, const cnnx_rq *q)
 
 /* ---- weights and panels ------------------------------------------------------------------------------ */
 
-/* wq (F, K4*4) int8 = w (F, K) zero padded; wq16 the same widened to int16 (the avx2 variant's operand);
-   corr[f] = b[f] - 128 * sum_k w[f, k], modulo 2**32. */
+/* The order of a conv's taps in the GEMM's K dimension ("slots"; any order gives the same sums, the weights
+   follow it): first, for each kernel row (c, i), its runs of 4 consecutive j, whose quad for output pixel ow
+   is 4 consecutive bytes of one image row (stride 1) — a sliding window that one byte permute builds for
+   16 pixels; then the remaining KW % 4 taps of every row, 4 to a quad; -1 pads the last quad. */
+static void cnnx_i8_conv_slots(Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t K4, int32_t *slots)
+{
+    Py_ssize_t s = 0;
+    const Py_ssize_t runs = KW / 4;
+    for (Py_ssize_t c = 0; c < C; ++c)
+        for (Py_ssize_t i = 0; i < KH; ++i)
+            for (Py_ssize_t r = 0; r < runs; ++r)
+                for (Py_ssize_t t = 0; t < 4; ++t) slots[s++] = (int32_t) ((c * KH + i) * KW + 4 * r + t);
+    for (Py_ssize_t c = 0; c < C; ++c)
+        for (Py_ssize_t i = 0; i < KH; ++i)
+            for (Py_ssize_t j = 4 * runs; j < KW; ++j) slots[s++] = (int32_t) ((c * KH + i) * KW + j);
+    for (; s < K4 * 4; ++s) slots[s] = -1;
+}
+
+/* wq (F, K4*4) int8 = w (F, K) in slot order (slots NULL: k itself), zero where a slot is -1 or past K;
+   wq16 the same widened to int16 (the avx2 variant's operand); corr[f] = b[f] - 128 * sum_k w[f, k],
+   modulo 2**32. */
 static void cnnx_i8_prep_weights(Py_ssize_t F, Py_ssize_t K, const int8_t *w, const int32_t *b,
-                                 Py_ssize_t K4, int8_t *wq, int16_t *wq16, int32_t *corr)
+                                 Py_ssize_t K4, const int32_t *slots, int8_t *wq, int16_t *wq16, int32_t *corr)
 {
     for (Py_ssize_t f = 0; f < F; ++f) {
         uint32_t s = 0;
         for (Py_ssize_t k = 0; k < K4 * 4; ++k) {
-            const int8_t v = k < K ? w[f * K + k] : 0;
+            const Py_ssize_t src = slots != NULL ? slots[k] : (k < K ? k : -1);
+            const int8_t v = src >= 0 ? w[f * K + src] : 0;
             wq[f * K4 * 4 + k] = v;
             wq16[f * K4 * 4 + k] = v;
             s += (uint32_t) (int32_t) v;
@@ -104,20 +124,19 @@ static void cnnx_i8_prep_weights(Py_ssize_t F, Py_ssize_t K, const int8_t *w, co
     }
 }
 
-/* Interleave 4 byte rows r0..r3 (n bytes each, XORed with 0x80) into n quads at dst. */
+/* Interleave 4 byte rows r0..r3 (n bytes each) into n quads at dst. */
 static inline void cnnx_i8_interleave4(const uint8_t *r0, const uint8_t *r1, const uint8_t *r2,
                                        const uint8_t *r3, Py_ssize_t n, uint8_t *dst)
 {
     Py_ssize_t p = 0;
 #if defined(__SSE2__)
-    const __m128i s = _mm_set1_epi8((char) 0x80);
     if (n >= 16) {
         for (;;) {
             if (p + 16 > n) p = n - 16;  /* the last block overlaps the one before: same bytes rewritten */
-            const __m128i a = _mm_xor_si128(_mm_loadu_si128((const __m128i *) (r0 + p)), s);
-            const __m128i b = _mm_xor_si128(_mm_loadu_si128((const __m128i *) (r1 + p)), s);
-            const __m128i c = _mm_xor_si128(_mm_loadu_si128((const __m128i *) (r2 + p)), s);
-            const __m128i d = _mm_xor_si128(_mm_loadu_si128((const __m128i *) (r3 + p)), s);
+            const __m128i a = _mm_loadu_si128((const __m128i *) (r0 + p));
+            const __m128i b = _mm_loadu_si128((const __m128i *) (r1 + p));
+            const __m128i c = _mm_loadu_si128((const __m128i *) (r2 + p));
+            const __m128i d = _mm_loadu_si128((const __m128i *) (r3 + p));
             const __m128i ab0 = _mm_unpacklo_epi8(a, b), ab1 = _mm_unpackhi_epi8(a, b);
             const __m128i cd0 = _mm_unpacklo_epi8(c, d), cd1 = _mm_unpackhi_epi8(c, d);
             __m128i *o = (__m128i *) (dst + 4 * p);
@@ -132,10 +151,10 @@ static inline void cnnx_i8_interleave4(const uint8_t *r0, const uint8_t *r1, con
     if (n >= 8) {
         for (;;) {
             if (p + 8 > n) p = n - 8;
-            const __m128i a = _mm_xor_si128(_mm_loadl_epi64((const __m128i *) (r0 + p)), s);
-            const __m128i b = _mm_xor_si128(_mm_loadl_epi64((const __m128i *) (r1 + p)), s);
-            const __m128i c = _mm_xor_si128(_mm_loadl_epi64((const __m128i *) (r2 + p)), s);
-            const __m128i d = _mm_xor_si128(_mm_loadl_epi64((const __m128i *) (r3 + p)), s);
+            const __m128i a = _mm_loadl_epi64((const __m128i *) (r0 + p));
+            const __m128i b = _mm_loadl_epi64((const __m128i *) (r1 + p));
+            const __m128i c = _mm_loadl_epi64((const __m128i *) (r2 + p));
+            const __m128i d = _mm_loadl_epi64((const __m128i *) (r3 + p));
             const __m128i ab = _mm_unpacklo_epi8(a, b), cd = _mm_unpacklo_epi8(c, d);
             __m128i *o = (__m128i *) (dst + 4 * p);
             _mm_storeu_si128(o, _mm_unpacklo_epi16(ab, cd));
@@ -146,42 +165,74 @@ static inline void cnnx_i8_interleave4(const uint8_t *r0, const uint8_t *r1, con
     }
 #endif
     for (; p < n; ++p) {
-        dst[4 * p] = r0[p] ^ 0x80;
-        dst[4 * p + 1] = r1[p] ^ 0x80;
-        dst[4 * p + 2] = r2[p] ^ 0x80;
-        dst[4 * p + 3] = r3[p] ^ 0x80;
+        dst[4 * p] = r0[p];
+        dst[4 * p + 1] = r1[p];
+        dst[4 * p + 2] = r2[p];
+        dst[4 * p + 3] = r3[p];
     }
 }
 
-/* The conv panel of one image x (C, H, W): column p = oh * OW + ow, tap k = (c, i, j), panel rows ldp
-   quads apart. xp is scratch of C * Hp * Wp bytes (Hp = H + 2 pad, Wp = W + 2 pad): the zero-padded image,
-   so every tap reads real memory. Taps past K (the last quad's padding) repeat tap 0; their weights are 0. */
+static int cnnx_i8_vbmi = 0;  /* the CPU has AVX-512 VBMI (vpermb): run quads packed by one permute */
+
+#if CNNX_I8_X86
+/* n quads of a sliding window: quad p = row[p .. p + 3]. Reads up to 64 bytes from row + p (the caller's
+   buffer has that slack); stores exactly n quads. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi")))
+static void cnnx_i8_window4_vbmi(const uint8_t *row, Py_ssize_t n, uint8_t *dst)
+{
+    const __m512i idx = _mm512_set_epi8(
+        18, 17, 16, 15, 17, 16, 15, 14, 16, 15, 14, 13, 15, 14, 13, 12,
+        14, 13, 12, 11, 13, 12, 11, 10, 12, 11, 10, 9, 11, 10, 9, 8,
+        10, 9, 8, 7, 9, 8, 7, 6, 8, 7, 6, 5, 7, 6, 5, 4,
+        6, 5, 4, 3, 5, 4, 3, 2, 4, 3, 2, 1, 3, 2, 1, 0);
+    for (Py_ssize_t p = 0; p < n; p += 16) {
+        const __mmask16 m = (__mmask16) (n - p >= 16 ? 0xFFFF : (1u << (n - p)) - 1u);
+        const __m512i v = _mm512_loadu_si512((const void *) (row + p));
+        _mm512_mask_storeu_epi32(dst + 4 * p, m, _mm512_permutexvar_epi8(idx, v));
+    }
+}
+#endif
+
+#define CNNX_I8_SLACK 64  /* bytes readable past the padded image: the window permute's 64-byte loads */
+
+/* The conv panel of one image x (C, H, W): column p = oh * OW + ow, quad kq = slots 4 kq .. 4 kq + 3, rows
+   ldp quads apart. xp is scratch of C * Hp * Wp + CNNX_I8_SLACK bytes (Hp = H + 2 pad, Wp = W + 2 pad): the
+   image + 128 with its zero padding (128), so every tap reads real memory. Slots -1 read tap 0 (weight 0). */
 static void cnnx_i8_pack_conv(const int8_t *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH,
                               Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t OH, Py_ssize_t OW,
-                              Py_ssize_t K4, Py_ssize_t ldp, uint8_t *xp, uint8_t *panel)
+                              Py_ssize_t K4, const int32_t *slots, Py_ssize_t ldp, uint8_t *xp, uint8_t *panel)
 {
-    const Py_ssize_t Hp = H + 2 * pad, Wp = W + 2 * pad, K = C * KH * KW;
-    if (pad > 0) memset(xp, 0, (size_t) (C * Hp * Wp));
+    const Py_ssize_t Hp = H + 2 * pad, Wp = W + 2 * pad;
+    if (pad > 0) memset(xp, 0x80, (size_t) (C * Hp * Wp));
+    memset(xp + C * Hp * Wp, 0x80, CNNX_I8_SLACK);
     for (Py_ssize_t c = 0; c < C; ++c)
-        for (Py_ssize_t h = 0; h < H; ++h)
-            memcpy(xp + (c * Hp + h + pad) * Wp + pad, x + (c * H + h) * W, (size_t) W);
+        for (Py_ssize_t h = 0; h < H; ++h) {
+            const int8_t *src = x + (c * H + h) * W;
+            uint8_t *dst = xp + (c * Hp + h + pad) * Wp + pad;
+            for (Py_ssize_t w = 0; w < W; ++w) dst[w] = (uint8_t) src[w] ^ 0x80;
+        }
     for (Py_ssize_t kq = 0; kq < K4; ++kq) {
         Py_ssize_t off[4];
         for (int t = 0; t < 4; ++t) {
-            Py_ssize_t k = 4 * kq + t;
-            if (k >= K) k = 0;
+            const Py_ssize_t k = slots[4 * kq + t] >= 0 ? slots[4 * kq + t] : 0;
             const Py_ssize_t c = k / (KH * KW), i = (k / KW) % KH, j = k % KW;
             off[t] = (c * Hp + i) * Wp + j;
         }
+        const int window = off[1] == off[0] + 1 && off[2] == off[0] + 2 && off[3] == off[0] + 3
+                           && slots[4 * kq + 3] >= 0;
         uint8_t *dst = panel + kq * ldp * 4;
         for (Py_ssize_t oh = 0; oh < OH; ++oh) {
             const uint8_t *row = xp + oh * stride * Wp;
             uint8_t *d = dst + oh * OW * 4;
             if (stride == 1) {
+#if CNNX_I8_X86
+                if (window && cnnx_i8_vbmi) { cnnx_i8_window4_vbmi(row + off[0], OW, d); continue; }
+#endif
+                (void) window;
                 cnnx_i8_interleave4(row + off[0], row + off[1], row + off[2], row + off[3], OW, d);
             } else {
                 for (Py_ssize_t ow = 0; ow < OW; ++ow)
-                    for (int t = 0; t < 4; ++t) d[4 * ow + t] = row[off[t] + ow * stride] ^ 0x80;
+                    for (int t = 0; t < 4; ++t) d[4 * ow + t] = row[off[t] + ow * stride];
             }
         }
     }
@@ -205,6 +256,52 @@ static void cnnx_i8_pack_dense(const int8_t *x, Py_ssize_t K, Py_ssize_t ncols, 
                 const Py_ssize_t k = 4 * kfull + t;
                 panel[(kfull * ldp + j) * 4 + t] = (uint8_t) ((k < K ? xr[k] : 0) ^ 0x80);
             }
+    }
+}
+
+/* ---- max pooling, 2 x 2 windows, stride 2 ----------------------------------------------------------- */
+
+/* One (H, W) plane -> (OH, OW), OH <= H / 2 and OW <= W / 2. Signed max = unsigned max of x ^ 0x80; a
+   horizontal pair is one 16-bit lane (max of its low and high byte). Blocks of 8 or 4 outputs, the last one
+   overlapping the one before (the same values rewritten); planes narrower than 4 outputs go scalar. */
+static void cnnx_i8_maxpool2x2(const int8_t *x, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, int8_t *out)
+{
+    for (Py_ssize_t oh = 0; oh < OH; ++oh) {
+        const int8_t *r0 = x + 2 * oh * W, *r1 = r0 + W;
+        int8_t *o = out + oh * OW;
+        Py_ssize_t ow = 0;
+#if defined(__SSE2__)
+        const __m128i s = _mm_set1_epi8((char) 0x80), lo = _mm_set1_epi16(0xFF);
+        const Py_ssize_t step = OW >= 8 ? 8 : 4;
+        if (OW >= 4) {
+            for (;;) {
+                if (ow + step > OW) ow = OW - step;
+                __m128i a, b;
+                if (step == 8) {
+                    a = _mm_loadu_si128((const __m128i *) (r0 + 2 * ow));
+                    b = _mm_loadu_si128((const __m128i *) (r1 + 2 * ow));
+                } else {
+                    a = _mm_loadl_epi64((const __m128i *) (r0 + 2 * ow));
+                    b = _mm_loadl_epi64((const __m128i *) (r1 + 2 * ow));
+                }
+                const __m128i v = _mm_max_epu8(_mm_xor_si128(a, s), _mm_xor_si128(b, s));
+                const __m128i m = _mm_max_epi16(_mm_and_si128(v, lo), _mm_srli_epi16(v, 8));
+                const __m128i y = _mm_xor_si128(_mm_packus_epi16(m, m), s);
+                if (step == 8) _mm_storel_epi64((__m128i *) (o + ow), y);
+                else { const int v32 = _mm_cvtsi128_si32(y); memcpy(o + ow, &v32, 4); }
+                if (ow + step >= OW) break;
+                ow += step;
+            }
+            continue;
+        }
+#endif
+        for (; ow < OW; ++ow) {
+            int8_t m = r0[2 * ow];
+            if (r0[2 * ow + 1] > m) m = r0[2 * ow + 1];
+            if (r1[2 * ow] > m) m = r1[2 * ow];
+            if (r1[2 * ow + 1] > m) m = r1[2 * ow + 1];
+            o[ow] = m;
+        }
     }
 }
 
@@ -340,12 +437,11 @@ static inline CNNX_TARGET_VNNI __attribute__((always_inline)) __m128i cnnx_i8_rq
     const __m512i od = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(acc, 32), m), r), s);
     __m512i y = _mm512_mask_blend_epi32((__mmask16) 0xAAAA, ev, _mm512_slli_epi64(od, 32));
     y = _mm512_max_epi32(y, _mm512_set1_epi32(q->ymin));
-    y = _mm512_min_epi32(y, _mm512_set1_epi32(q->ymax));
-    return _mm512_cvtepi32_epi8(y);
+    return _mm512_cvtsepi32_epi8(y);  /* saturating: the clamp to 127 */
 }
 
 #define CNNX_I8_MR 6
-#define CNNX_I8_NZ 4   /* zmm column vectors per tile: 64 columns */
+#define CNNX_I8_NZ 2   /* zmm column vectors per tile: 32 columns (wider tiles spill: measured slower) */
 /* mr rows x nz*16 columns (the last vector masked to m) */
 static inline CNNX_TARGET_VNNI __attribute__((always_inline)) void cnnx_i8_tile_512(
     const int mr, const int nz, Py_ssize_t K4, const int8_t *wq, const int32_t *corr, const uint8_t *bp,
@@ -395,12 +491,9 @@ CNNX_TARGET_VNNI static void cnnx_i8_gemm_512(Py_ssize_t F, Py_ssize_t ncols, Py
             const uint8_t *b = panel + j0 * 4;
             void *o = (char *) out + (i0 * ldo + j0) * es;
             switch (mr * 8 + nz) {
-                CNNX_I8_CASE(6, 4) CNNX_I8_CASE(6, 3) CNNX_I8_CASE(6, 2) CNNX_I8_CASE(6, 1)
-                CNNX_I8_CASE(5, 4) CNNX_I8_CASE(5, 3) CNNX_I8_CASE(5, 2) CNNX_I8_CASE(5, 1)
-                CNNX_I8_CASE(4, 4) CNNX_I8_CASE(4, 3) CNNX_I8_CASE(4, 2) CNNX_I8_CASE(4, 1)
-                CNNX_I8_CASE(3, 4) CNNX_I8_CASE(3, 3) CNNX_I8_CASE(3, 2) CNNX_I8_CASE(3, 1)
-                CNNX_I8_CASE(2, 4) CNNX_I8_CASE(2, 3) CNNX_I8_CASE(2, 2) CNNX_I8_CASE(2, 1)
-                CNNX_I8_CASE(1, 4) CNNX_I8_CASE(1, 3) CNNX_I8_CASE(1, 2) CNNX_I8_CASE(1, 1)
+                CNNX_I8_CASE(6, 2) CNNX_I8_CASE(5, 2) CNNX_I8_CASE(4, 2) CNNX_I8_CASE(3, 2) CNNX_I8_CASE(2, 2)
+                CNNX_I8_CASE(1, 2) CNNX_I8_CASE(6, 1) CNNX_I8_CASE(5, 1) CNNX_I8_CASE(4, 1) CNNX_I8_CASE(3, 1)
+                CNNX_I8_CASE(2, 1) CNNX_I8_CASE(1, 1)
                 default: break;
             }
         }
@@ -432,6 +525,9 @@ static void cnnx_i8_init(void)
         if (pick > best) pick = best;
     }
     cnnx_i8_isa = pick;
+#if CNNX_I8_X86
+    cnnx_i8_vbmi = pick == CNNX_ISA_VNNI512 && __builtin_cpu_supports("avx512vbmi");
+#endif
 }
 
 static inline int cnnx_i8_get_isa(void) { return cnnx_i8_isa; }
