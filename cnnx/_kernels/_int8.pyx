@@ -110,6 +110,8 @@ cdef int _conv2d(
     cdef uint8_t* panel
     cdef int failed = 0
     cdef int* fail = &failed  # set through a pointer: a variable assigned in a parallel block is private
+    if n_threads > N:
+        n_threads = <int> N  # no idle threads to wake (a batch of one image runs on one thread)
     if _prep(&p, F, C * KH * KW, &w[0, 0, 0, 0], &b[0], C, KH, KW) != 0:
         return -1
     # images are independent: each thread packs its image into its own panel, then runs the GEMM on it
@@ -150,6 +152,8 @@ cdef int _linear(
         cb = DENSE_COLS
     nblk = (N + cb - 1) // cb
     ldp = (cb + 15) // 16 * 16
+    if n_threads > nblk:
+        n_threads = <int> nblk
     if _prep(&p, F, K, &w[0, 0], &b[0], 0, 0, 0) != 0:
         return -1
     # blocks of images are independent: each thread packs a block into its panel, computes the block's
