@@ -173,7 +173,9 @@ def throughput(eng, x, rounds, configs, images_b1):
                 set_threads(threads)
                 if r == 0:
                     time_pass(fwd, xs[: max(batch, 64)], batch, threads)  # warm-up
-                res.setdefault((batch, threads, name), []).append(len(xs) / time_pass(fwd, xs, batch, threads))
+                res.setdefault((batch, threads, name), []).append(
+                    len(xs) / time_pass(fwd, xs, batch, threads)
+                )
         print(f"  round {r + 1}/{rounds} done", file=sys.stderr)
     return res
 
@@ -263,9 +265,11 @@ def main(argv=None):
     mhz = cpu_mhz()
     flags = cpu_flags()
     wide = "avx512f" in flags
-    print("LeNet-5 inference, images/s (best of {} interleaved rounds; spread = worst/best)".format(args.rounds))
-    print(f"cnnx int8 GEMM variant: {int8_cpu.isa()}; torch: {torch.__version__ if torch else 'not installed'}"
-          f"; cpu MHz (kernel-reported): {mhz}; os.cpu_count() = {os.cpu_count()}")
+    print(f"LeNet-5 inference, images/s (best of {args.rounds} interleaved rounds; spread = worst/best)")
+    print(
+        f"cnnx int8 GEMM variant: {int8_cpu.isa()}; torch: {torch.__version__ if torch else 'not installed'}"
+        f"; cpu MHz (kernel-reported): {mhz}; os.cpu_count() = {os.cpu_count()}"
+    )
     res = throughput(eng, x, args.rounds, configs, args.images_b1)
 
     names = list(eng)
@@ -282,9 +286,11 @@ def main(argv=None):
         b = {n: max(res[(batch, threads, n)]) for n in names}
         parts = [f"int8/float cnnx {b['cnnx int8'] / b['cnnx float']:.2f}x"]
         if tnets is not None:
-            parts += [f"cnnx int8/torch int8 {b['cnnx int8'] / b['torch int8']:.2f}x",
-                      f"cnnx float/torch float {b['cnnx float'] / b['torch float']:.2f}x",
-                      f"cnnx int8/torch float {b['cnnx int8'] / b['torch float']:.2f}x"]
+            parts += [
+                f"cnnx int8/torch int8 {b['cnnx int8'] / b['torch int8']:.2f}x",
+                f"cnnx float/torch float {b['cnnx float'] / b['torch float']:.2f}x",
+                f"cnnx int8/torch float {b['cnnx int8'] / b['torch float']:.2f}x",
+            ]
         print(f"  batch {batch:>2}, {threads} thread(s): " + "; ".join(parts))
 
     print("\nper layer, batch 64 (conv/linear with their ReLU), GOP/s = 2 x multiply-adds / time:")
@@ -293,28 +299,40 @@ def main(argv=None):
         if mhz:
             pf = threads * mhz / 1e3 * (32 if wide else 16)
             pi = threads * mhz / 1e3 * (128 if "avx512_vnni" in flags else 64)
-            print(f"  {threads} thread(s): peak fp32 {pf:.0f} GFLOP/s, int8 {pi:.0f} GOP/s "
-                  f"({threads} x {mhz / 1e3:.2f} GHz x {32 if wide else 16} / "
-                  f"{128 if 'avx512_vnni' in flags else 64} op per cycle)")
+            print(
+                f"  {threads} thread(s): peak fp32 {pf:.0f} GFLOP/s, int8 {pi:.0f} GOP/s "
+                f"({threads} x {mhz / 1e3:.2f} GHz x {32 if wide else 16} / "
+                f"{128 if 'avx512_vnni' in flags else 64} op per cycle)"
+            )
         for name, t in lt.items():
             g = 2 * LAYER_MACS[name]
-            print(f"    {name:<6} float {t['float'] * 1e6:6.2f} us/img {g / t['float'] / 1e9:6.1f} GFLOP/s"
-                  f"   int8 {t['int8'] * 1e6:6.2f} us/img {g / t['int8'] / 1e9:6.1f} GOP/s"
-                  f"   int8 speed-up {t['float'] / t['int8']:.2f}x")
+            print(
+                f"    {name:<6} float {t['float'] * 1e6:6.2f} us/img {g / t['float'] / 1e9:6.1f} GFLOP/s"
+                f"   int8 {t['int8'] * 1e6:6.2f} us/img {g / t['int8'] / 1e9:6.1f} GOP/s"
+                f"   int8 speed-up {t['float'] / t['int8']:.2f}x"
+            )
 
     if args.train_profile:
         print("\ntraining step per layer, batch 64, 2 threads (median of 20; us per batch):")
         rows = train_profile(2, 64)
         tot_c = sum(r[1] + r[2] for r in rows)
         tot_t = sum(r[3] + r[4] for r in rows) if torch is not None else float("nan")
-        print(f"  {'layer':<26} {'cnnx fwd':>9} {'cnnx bwd':>9} {'share':>6} {'torch fwd':>10} {'torch bwd':>10}"
-              f" {'torch/cnnx':>10}")
+        print(
+            f"  {'layer':<26} {'cnnx fwd':>9} {'cnnx bwd':>9} {'share':>6} {'torch fwd':>10}"
+            f" {'torch bwd':>10} {'torch/cnnx':>10}"
+        )
         for name, cf, cb, tf, tb in rows:
-            print(f"  {name:<26} {cf * 1e6:9.0f} {cb * 1e6:9.0f} {(cf + cb) / tot_c:6.1%} {tf * 1e6:10.0f}"
-                  f" {tb * 1e6:10.0f} {(tf + tb) / (cf + cb):10.2f}")
-        print(f"  {'sum of layers':<26} {tot_c * 1e6:19.0f} {'':>6} {tot_t * 1e6:21.0f} {tot_t / tot_c:10.2f}")
-    print(f"\nmedian of the per-round spreads: "
-          f"{statistics.median(min(v) / max(v) for v in res.values()):.2f} (1.00 = steady machine)")
+            print(
+                f"  {name:<26} {cf * 1e6:9.0f} {cb * 1e6:9.0f} {(cf + cb) / tot_c:6.1%} {tf * 1e6:10.0f}"
+                f" {tb * 1e6:10.0f} {(tf + tb) / (cf + cb):10.2f}"
+            )
+        print(
+            f"  {'sum of layers':<26} {tot_c * 1e6:19.0f} {'':>6} {tot_t * 1e6:21.0f} {tot_t / tot_c:10.2f}"
+        )
+    print(
+        f"\nmedian of the per-round spreads: "
+        f"{statistics.median(min(v) / max(v) for v in res.values()):.2f} (1.00 = steady machine)"
+    )
 
 
 if __name__ == "__main__":
