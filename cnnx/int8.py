@@ -22,7 +22,7 @@ from .shapes import check_array, check_positive_int, out_size
 
 __all__ = [
     "conv2d_acc", "conv2d_int8", "linear_acc", "linear_int8", "maxpool2d_int8", "avgpool2d_int8", "isa",
-    "requantize",
+    "requantize", "quantize",
 ]  # fmt: skip
 
 
@@ -123,6 +123,20 @@ def requantize(acc, rq) -> np.ndarray:
     if flat.size:
         _int8.requantize(flat, out, rq.mult, rq.shift, rq.relu)
     return out.reshape(acc.shape)
+
+
+def quantize(x, scale: float) -> np.ndarray:
+    """`quant.quantize` (real -> int8, round half to even, saturate) in one C pass for float32 input; other
+    dtypes, and inputs holding NaN, go to `quant.quantize` itself."""
+    x = np.asarray(x)
+    scale = float(scale)
+    if x.dtype != np.float32 or x.size == 0 or not np.isfinite(scale) or scale <= 0:
+        return quant.quantize(x, scale)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty(flat.shape, np.int8)
+    if _int8.quantize(flat, out, scale):
+        return quant.quantize(x, scale)
+    return out.reshape(x.shape)
 
 
 def _pool_setup(x, kernel, stride, floor_mode):

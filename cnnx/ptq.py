@@ -114,9 +114,9 @@ class QuantizedModel:
         elif x.dtype == np.uint8:
             from .data import to_float
 
-            q = quant.quantize(to_float(x), self.input_scale)
+            q = int8_cpu.quantize(to_float(x), self.input_scale)
         elif x.dtype.kind == "f":
-            q = quant.quantize(x, self.input_scale)
+            q = int8_cpu.quantize(x, self.input_scale)  # = quant.quantize, in C for float32
         else:
             raise TypeError(f"input must be uint8 images, float or int8, got dtype {x.dtype}")
         if q.ndim == 3:

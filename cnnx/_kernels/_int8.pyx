@@ -36,6 +36,7 @@ cdef extern from "cnnx_int8.h" nogil:
                       const int32_t* corr, const uint8_t* panel, Py_ssize_t ldp, void* out, Py_ssize_t ldo,
                       int mode, const cnnx_rq* q)
     void cnnx_i8_maxpool2x2(const int8_t* x, Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, int8_t* out)
+    Py_ssize_t cnnx_i8_quantize(const float* x, Py_ssize_t n, double scale, int8_t* out)
     void cnnx_i8_requant_array(const int32_t* acc, Py_ssize_t n, int8_t* out, const cnnx_rq* q)
 
 cnnx_i8_init()  # pick the GEMM variant for this CPU, once
@@ -281,6 +282,14 @@ def requantize(const int32_t[::1] acc, int8_t[::1] out, int64_t mult, int shift,
     cnnx_i8_rq_init(&q, mult, shift, relu)
     with nogil:
         cnnx_i8_requant_array(&acc[0], acc.shape[0], &out[0], &q)
+
+
+def quantize(const float[::1] x, int8_t[::1] out, double scale):
+    """float32 -> int8 as `quant.quantize` (flat arrays); returns the number of NaNs (outputs then invalid)."""
+    cdef Py_ssize_t nan
+    with nogil:
+        nan = cnnx_i8_quantize(&x[0], x.shape[0], scale, &out[0])
+    return nan
 
 
 def maxpool2d(const int8_t[:, :, :, ::1] x, int8_t[:, :, :, ::1] out,

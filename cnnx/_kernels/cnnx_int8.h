@@ -259,6 +259,30 @@ static void cnnx_i8_pack_dense(const int8_t *x, Py_ssize_t K, Py_ssize_t ncols, 
     }
 }
 
+/* ---- quantisation of a float32 input --------------------------------------------------------------- */
+
+/* out = clamp(rint(x / scale), -128, 127) as cnnx.quant.quantize: the division in double, rounding half to
+   even. Clamping to +-200 first changes nothing (rint is monotonic) and keeps the magic-number rounding
+   ((v + 1.5 * 2**52) - 1.5 * 2**52, exact round-half-even for |v| < 2**51 in the default rounding mode)
+   valid; infinities saturate as numpy's clip does. Returns the number of NaNs met (their outputs are
+   meaningless: the caller falls back to numpy then). */
+static Py_ssize_t cnnx_i8_quantize(const float *x, Py_ssize_t n, double scale, int8_t *out)
+{
+    const double magic = 6755399441055744.0;  /* 1.5 * 2**52 */
+    Py_ssize_t nan = 0;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        double v = (double) x[i] / scale;
+        nan += v != v;
+        v = v < -200.0 ? -200.0 : v;
+        v = v > 200.0 ? 200.0 : v;
+        v = (v + magic) - magic;
+        v = v < -128.0 ? -128.0 : v;
+        v = v > 127.0 ? 127.0 : v;
+        out[i] = (int8_t) (int) v;
+    }
+    return nan;
+}
+
 /* ---- max pooling, 2 x 2 windows, stride 2 ----------------------------------------------------------- */
 
 /* One (H, W) plane -> (OH, OW), OH <= H / 2 and OW <= W / 2. Signed max = unsigned max of x ^ 0x80; a

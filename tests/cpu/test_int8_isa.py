@@ -143,3 +143,20 @@ def test_expected_variant_is_running():
     assert int8.isa() in VARIANTS
     if want:
         assert int8.isa() == want
+
+
+def test_c_quantize_matches_quant(rng):
+    scale = 0.0173
+    x = (rng.standard_normal(4099) * 3).astype(np.float32)
+    # ties at +-0.5, +-1.5, ... units, the saturation points, infinities and the extreme floats
+    ties = (np.arange(-130, 130) + 0.5) * scale
+    special = [np.inf, -np.inf, 0.0, -0.0, 127.5 * scale, -128.5 * scale, 3e38, -3e38, 1e-45]
+    x = np.concatenate([x, ties.astype(np.float32), np.array(special, np.float32)])
+    np.testing.assert_array_equal(int8.quantize(x, scale), quant.quantize(x, scale))
+    for s in (1.0, 0.5, 2.0**-7, 1 / 3):  # exact ties in float64 with scales that are powers of two
+        y = (np.arange(-300, 300, dtype=np.float32) * 0.25).reshape(2, 3, -1)
+        np.testing.assert_array_equal(int8.quantize(y, s), quant.quantize(y, s))
+    np.testing.assert_array_equal(int8.quantize(x.astype(np.float64)[:7], scale), quant.quantize(x[:7], scale))
+    x[5] = np.nan  # NaN: handed to quant.quantize, whatever it makes of it
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(int8.quantize(x, scale), quant.quantize(x, scale))
