@@ -27,9 +27,11 @@ cdef extern from "cnnx_int8.h" nogil:
     void cnnx_i8_conv_slots(Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t K4, int32_t* slots)
     void cnnx_i8_prep_weights(Py_ssize_t F, Py_ssize_t K, const int8_t* w, const int32_t* b, Py_ssize_t K4,
                               const int32_t* slots, int8_t* wq, int16_t* wq16, int32_t* corr)
-    void cnnx_i8_pack_conv(const int8_t* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH,
-                           Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t OH, Py_ssize_t OW,
-                           Py_ssize_t K4, const int32_t* slots, Py_ssize_t ldp, uint8_t* xp, uint8_t* panel)
+    void cnnx_i8_conv_offsets(const int32_t* slots, Py_ssize_t K4, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t Hp,
+                              Py_ssize_t Wp, Py_ssize_t* offs)
+    void cnnx_i8_pack_conv(const int8_t* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t stride,
+                           Py_ssize_t pad, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t K4, const int32_t* slots,
+                           const Py_ssize_t* offs, Py_ssize_t ldp, uint8_t* xp, uint8_t* panel)
     void cnnx_i8_pack_dense(const int8_t* x, Py_ssize_t K, Py_ssize_t ncols, Py_ssize_t K4, Py_ssize_t ldp,
                             uint8_t* panel)
     void cnnx_i8_gemm(Py_ssize_t F, Py_ssize_t ncols, Py_ssize_t K4, const int8_t* wq, const int16_t* wq16,
@@ -109,12 +111,18 @@ cdef int _conv2d(
     cdef Weights p
     cdef uint8_t* xp
     cdef uint8_t* panel
+    cdef Py_ssize_t* offs
     cdef int failed = 0
     cdef int* fail = &failed  # set through a pointer: a variable assigned in a parallel block is private
     if n_threads > N:
         n_threads = <int> N  # no idle threads to wake (a batch of one image runs on one thread)
     if _prep(&p, F, C * KH * KW, &w[0, 0, 0, 0], &b[0], C, KH, KW) != 0:
         return -1
+    offs = <Py_ssize_t*> malloc(p.K4 * 4 * sizeof(Py_ssize_t))
+    if offs == NULL:
+        _free(&p)
+        return -1
+    cnnx_i8_conv_offsets(p.slots, p.K4, KH, KW, H + 2 * pad, W + 2 * pad, offs)
     # images are independent: each thread packs its image into its own panel, then runs the GEMM on it
     with parallel(num_threads=n_threads):
         xp = <uint8_t*> malloc(xp_size)
@@ -123,11 +131,12 @@ cdef int _conv2d(
             fail[0] = 1
         for n in prange(N, schedule="static"):
             if xp != NULL and panel != NULL:
-                cnnx_i8_pack_conv(&x[n, 0, 0, 0], C, H, W, KH, KW, stride, pad, OH, OW, p.K4, p.slots, ldp,
+                cnnx_i8_pack_conv(&x[n, 0, 0, 0], C, H, W, stride, pad, OH, OW, p.K4, p.slots, offs, ldp,
                                   xp, panel)
                 cnnx_i8_gemm(F, P, p.K4, p.wq, p.wq16, p.corr, panel, ldp, out + n * F * P * es, P, mode, q)
         free(xp)
         free(panel)
+    free(offs)
     _free(&p)
     return -1 if failed else 0
 

@@ -175,62 +175,83 @@ static inline void cnnx_i8_interleave4(const uint8_t *r0, const uint8_t *r1, con
 static int cnnx_i8_vbmi = 0;  /* the CPU has AVX-512 VBMI (vpermb): run quads packed by one permute */
 
 #if CNNX_I8_X86
-/* n quads of a sliding window: quad p = row[p .. p + 3]. Reads up to 64 bytes from row + p (the caller's
-   buffer has that slack); stores exactly n quads. */
+/* OH rows of OW sliding-window quads: row oh's quad ow = src[oh * rs + ow .. + 3], stored at dst + 4 (oh OW
+   + ow). Reads up to 64 bytes from each row start + ow (the caller's buffer has that slack); stores exactly
+   the OH * OW quads. */
 __attribute__((target("avx512f,avx512bw,avx512vbmi")))
-static void cnnx_i8_window4_vbmi(const uint8_t *row, Py_ssize_t n, uint8_t *dst)
+static void cnnx_i8_windows_vbmi(const uint8_t *src, Py_ssize_t rs, Py_ssize_t OH, Py_ssize_t OW, uint8_t *dst)
 {
     const __m512i idx = _mm512_set_epi8(
         18, 17, 16, 15, 17, 16, 15, 14, 16, 15, 14, 13, 15, 14, 13, 12,
         14, 13, 12, 11, 13, 12, 11, 10, 12, 11, 10, 9, 11, 10, 9, 8,
         10, 9, 8, 7, 9, 8, 7, 6, 8, 7, 6, 5, 7, 6, 5, 4,
         6, 5, 4, 3, 5, 4, 3, 2, 4, 3, 2, 1, 3, 2, 1, 0);
-    for (Py_ssize_t p = 0; p < n; p += 16) {
-        const __mmask16 m = (__mmask16) (n - p >= 16 ? 0xFFFF : (1u << (n - p)) - 1u);
-        const __m512i v = _mm512_loadu_si512((const void *) (row + p));
-        _mm512_mask_storeu_epi32(dst + 4 * p, m, _mm512_permutexvar_epi8(idx, v));
+    for (Py_ssize_t oh = 0; oh < OH; ++oh) {
+        const uint8_t *row = src + oh * rs;
+        uint8_t *d = dst + 4 * oh * OW;
+        for (Py_ssize_t p = 0; p < OW; p += 16) {
+            const __mmask16 m = (__mmask16) (OW - p >= 16 ? 0xFFFF : (1u << (OW - p)) - 1u);
+            const __m512i v = _mm512_loadu_si512((const void *) (row + p));
+            _mm512_mask_storeu_epi32(d + 4 * p, m, _mm512_permutexvar_epi8(idx, v));
+        }
     }
 }
 #endif
 
 #define CNNX_I8_SLACK 64  /* bytes readable past the padded image: the window permute's 64-byte loads */
 
-/* The conv panel of one image x (C, H, W): column p = oh * OW + ow, quad kq = slots 4 kq .. 4 kq + 3, rows
-   ldp quads apart. xp is scratch of C * Hp * Wp + CNNX_I8_SLACK bytes (Hp = H + 2 pad, Wp = W + 2 pad): the
-   image + 128 with its zero padding (128), so every tap reads real memory. Slots -1 read tap 0 (weight 0). */
-static void cnnx_i8_pack_conv(const int8_t *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t KH,
-                              Py_ssize_t KW, Py_ssize_t stride, Py_ssize_t pad, Py_ssize_t OH, Py_ssize_t OW,
-                              Py_ssize_t K4, const int32_t *slots, Py_ssize_t ldp, uint8_t *xp, uint8_t *panel)
+/* offs[s]: the offset of slot s's tap (c, i, j) in the padded image, (c Hp + i) Wp + j (slots -1: tap 0). */
+static void cnnx_i8_conv_offsets(const int32_t *slots, Py_ssize_t K4, Py_ssize_t KH, Py_ssize_t KW,
+                                 Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t *offs)
+{
+    for (Py_ssize_t s = 0; s < 4 * K4; ++s) {
+        const Py_ssize_t k = slots[s] >= 0 ? slots[s] : 0;
+        const Py_ssize_t c = k / (KH * KW), i = (k / KW) % KH, j = k % KW;
+        offs[s] = (c * Hp + i) * Wp + j;
+    }
+}
+
+/* The conv panel of one image x (C, H, W): column p = oh * OW + ow, quad kq = slots 4 kq .. 4 kq + 3 (their
+   offsets offs, from cnnx_i8_conv_offsets), rows ldp quads apart. xp is scratch of C * Hp * Wp +
+   CNNX_I8_SLACK bytes (Hp = H + 2 pad, Wp = W + 2 pad): the image + 128 with its zero padding (128), so
+   every tap reads real memory. Slots -1 read tap 0 (their weight is 0). */
+static void cnnx_i8_pack_conv(const int8_t *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t stride,
+                              Py_ssize_t pad, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t K4, const int32_t *slots,
+                              const Py_ssize_t *offs, Py_ssize_t ldp, uint8_t *xp, uint8_t *panel)
 {
     const Py_ssize_t Hp = H + 2 * pad, Wp = W + 2 * pad;
-    if (pad > 0) memset(xp, 0x80, (size_t) (C * Hp * Wp));
     memset(xp + C * Hp * Wp, 0x80, CNNX_I8_SLACK);
-    for (Py_ssize_t c = 0; c < C; ++c)
-        for (Py_ssize_t h = 0; h < H; ++h) {
-            const int8_t *src = x + (c * H + h) * W;
-            uint8_t *dst = xp + (c * Hp + h + pad) * Wp + pad;
-            for (Py_ssize_t w = 0; w < W; ++w) dst[w] = (uint8_t) src[w] ^ 0x80;
-        }
+    if (pad == 0) {  /* the same layout: one flat (vectorised) pass */
+        for (Py_ssize_t e = 0; e < C * H * W; ++e) xp[e] = (uint8_t) x[e] ^ 0x80;
+    } else {
+        memset(xp, 0x80, (size_t) (C * Hp * Wp));
+        for (Py_ssize_t c = 0; c < C; ++c)
+            for (Py_ssize_t h = 0; h < H; ++h) {
+                const int8_t *src = x + (c * H + h) * W;
+                uint8_t *dst = xp + (c * Hp + h + pad) * Wp + pad;
+                for (Py_ssize_t w = 0; w < W; ++w) dst[w] = (uint8_t) src[w] ^ 0x80;
+            }
+    }
     for (Py_ssize_t kq = 0; kq < K4; ++kq) {
-        Py_ssize_t off[4];
-        for (int t = 0; t < 4; ++t) {
-            const Py_ssize_t k = slots[4 * kq + t] >= 0 ? slots[4 * kq + t] : 0;
-            const Py_ssize_t c = k / (KH * KW), i = (k / KW) % KH, j = k % KW;
-            off[t] = (c * Hp + i) * Wp + j;
-        }
-        const int window = off[1] == off[0] + 1 && off[2] == off[0] + 2 && off[3] == off[0] + 3
-                           && slots[4 * kq + 3] >= 0;
+        const Py_ssize_t *off = offs + 4 * kq;
         uint8_t *dst = panel + kq * ldp * 4;
-        for (Py_ssize_t oh = 0; oh < OH; ++oh) {
-            const uint8_t *row = xp + oh * stride * Wp;
-            uint8_t *d = dst + oh * OW * 4;
-            if (stride == 1) {
+        if (stride == 1) {
 #if CNNX_I8_X86
-                if (window && cnnx_i8_vbmi) { cnnx_i8_window4_vbmi(row + off[0], OW, d); continue; }
+            /* 4 taps at consecutive addresses: a sliding window */
+            if (cnnx_i8_vbmi && off[1] == off[0] + 1 && off[2] == off[0] + 2 && off[3] == off[0] + 3
+                && slots[4 * kq + 3] >= 0) {
+                cnnx_i8_windows_vbmi(xp + off[0], Wp, OH, OW, dst);
+                continue;
+            }
 #endif
-                (void) window;
-                cnnx_i8_interleave4(row + off[0], row + off[1], row + off[2], row + off[3], OW, d);
-            } else {
+            for (Py_ssize_t oh = 0; oh < OH; ++oh) {
+                const uint8_t *row = xp + oh * Wp;
+                cnnx_i8_interleave4(row + off[0], row + off[1], row + off[2], row + off[3], OW, dst + oh * OW * 4);
+            }
+        } else {
+            for (Py_ssize_t oh = 0; oh < OH; ++oh) {
+                const uint8_t *row = xp + oh * stride * Wp;
+                uint8_t *d = dst + oh * OW * 4;
                 for (Py_ssize_t ow = 0; ow < OW; ++ow)
                     for (int t = 0; t < 4; ++t) d[4 * ow + t] = row[off[t] + ow * stride];
             }
