@@ -144,7 +144,12 @@ class QuantizedModel:
 
     def forward(self, x, backend: str = "cython", n_threads=None) -> np.ndarray:
         """int8 logits (N, classes)."""
-        return self.forward_trace(x, backend, n_threads)[0][-1]
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        h = self.quantize_input(x)
+        for layer in self.layers:  # as forward_trace, without keeping the trace or any accumulator
+            h, _ = run_layer(layer, h, backend, n_threads, want_acc=False)
+        return h
 
     __call__ = forward
 

@@ -27,8 +27,8 @@ cdef extern from "cnnx_int8.h" nogil:
     void cnnx_i8_conv_slots(Py_ssize_t C, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t K4, int32_t* slots)
     void cnnx_i8_prep_weights(Py_ssize_t F, Py_ssize_t K, const int8_t* w, const int32_t* b, Py_ssize_t K4,
                               const int32_t* slots, int8_t* wq, int16_t* wq16, int32_t* corr)
-    void cnnx_i8_conv_offsets(const int32_t* slots, Py_ssize_t K4, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t Hp,
-                              Py_ssize_t Wp, Py_ssize_t* offs)
+    void cnnx_i8_conv_offsets(const int32_t* slots, Py_ssize_t K4, Py_ssize_t KH, Py_ssize_t KW,
+                              Py_ssize_t Hp, Py_ssize_t Wp, Py_ssize_t* offs)
     void cnnx_i8_pack_conv(const int8_t* x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t stride,
                            Py_ssize_t pad, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t K4, const int32_t* slots,
                            const Py_ssize_t* offs, Py_ssize_t ldp, uint8_t* xp, uint8_t* panel)
