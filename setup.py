@@ -55,7 +55,8 @@ extensions = [
     Extension(
         "cnnx._kernels." + os.path.splitext(os.path.basename(path))[0],
         [path],
-        include_dirs=[np.get_include()],
+        include_dirs=[np.get_include(), os.path.join("cnnx", "_kernels")],
+        depends=sorted(glob.glob(os.path.join("cnnx", "_kernels", "*.h"))),  # rebuild (and ship) on change
         extra_compile_args=["-O3", *omp_flags],
         extra_link_args=omp_flags,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
@@ -66,7 +67,7 @@ extensions = [
 setup(
     packages=["cnnx", "cnnx._kernels", "cnnx.sim", "cnnx.verilog"],
     package_dir={"cnnx": "cnnx", "cnnx.sim": "sim", "cnnx.verilog": "verilog"},
-    package_data={"cnnx.verilog": ["*.v", "*.vh"], "cnnx.sim": ["*.cpp", "*.h"]},
+    package_data={"cnnx.verilog": ["*.v", "*.vh"], "cnnx.sim": ["*.cpp", "*.h"], "cnnx._kernels": ["*.h"]},
     ext_modules=cythonize(
         extensions,
         language_level=3,

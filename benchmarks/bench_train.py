@@ -47,7 +47,7 @@ def bench_cnnx(x, y, batch, threads, warmup):
         xb, yb = x[i : i + batch], y[i : i + batch]
         logits = model.forward(xb)
         loss_fn.forward(logits, yb)
-        model.backward(loss_fn.backward())
+        model.backward(loss_fn.backward(), need_input_grad=False)  # as `cnnx train`; torch skips it too
         opt.step()
 
     return _images_per_second(step, len(x), batch, warmup)

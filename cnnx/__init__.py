@@ -9,7 +9,10 @@ import os
 # (244 vs 19 ms); sleeping waiters cure that and cost little when the cores are free.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from ._malloc import retain_freed_memory  # noqa: E402
 from ._threads import get_num_threads, set_num_threads  # noqa: E402
+
+retain_freed_memory()  # no page faults on every step's ~1 MB arrays (see cnnx/_malloc.py)
 
 __version__ = "0.1.0"
 

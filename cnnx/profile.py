@@ -80,7 +80,7 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
     q_inputs, h = [], x_int8
     for layer in qmodel.layers:
         q_inputs.append(h)
-        h, _ = ptq.run_layer(layer, h, "cython")
+        h, _ = ptq.run_layer(layer, h, "cython", want_acc=False)
     q_inputs.append(h)
 
     saved = _threads._NUM_THREADS  # restore exactly what the caller had set (None = OMP_NUM_THREADS/all)
@@ -95,7 +95,9 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
                 for j in groups[i]:
                     t_f += _best_time(lambda j=j: float_layers[j].forward(f_inputs[j]), repeats)
                 row[f"float_cython_{threads}t_us"] = 1e6 * t_f / n
-                t_q = _best_time(lambda lay=layer, x=q_inputs[i]: ptq.run_layer(lay, x, "cython"), repeats)
+                t_q = _best_time(
+                    lambda lay=layer, x=q_inputs[i]: ptq.run_layer(lay, x, "cython", want_acc=False), repeats
+                )
                 row[f"int8_cython_{threads}t_us"] = 1e6 * t_q / n
             g = q_inputs[i][: min(n, 4)]
             t_np = _best_time(lambda lay=layer, g=g: ptq.run_layer(lay, g, "numpy"), 1)

@@ -65,15 +65,21 @@ class QLayer:
     float_index: int = -1  # the float layer whose output this layer's output stands for
 
 
-def run_layer(layer: QLayer, x: np.ndarray, backend: str = "cython", n_threads=None):
-    """One int8 layer on a batch: (int8 output, int32 accumulator for conv/linear else None)."""
+def run_layer(layer: QLayer, x: np.ndarray, backend: str = "cython", n_threads=None, want_acc=True):
+    """One int8 layer on a batch: (int8 output, int32 accumulator for conv/linear else None).
+
+    The Cython path requantises inside its GEMM; with `want_acc=False` it skips the accumulator (None)."""
     if backend == "cython":
         if layer.kind == "conv":
+            y = int8_cpu.conv2d_int8(x, layer.w, layer.b, layer.rq, layer.stride, layer.padding,
+                                     n_threads=n_threads)
+            if not want_acc:
+                return y, None
             acc = int8_cpu.conv2d_acc(x, layer.w, layer.b, layer.stride, layer.padding, n_threads=n_threads)
-            return quant.requantize(acc, layer.rq), acc
+            return y, acc
         if layer.kind == "linear":
-            acc = int8_cpu.linear_acc(x, layer.w, layer.b, n_threads=n_threads)
-            return quant.requantize(acc, layer.rq), acc
+            y = int8_cpu.linear_int8(x, layer.w, layer.b, layer.rq, n_threads=n_threads)
+            return y, (int8_cpu.linear_acc(x, layer.w, layer.b, n_threads=n_threads) if want_acc else None)
         if layer.kind == "maxpool":
             return int8_cpu.maxpool2d_int8(x, layer.kernel, layer.stride, n_threads=n_threads), None
         if layer.kind == "avgpool":
@@ -121,9 +127,9 @@ class QuantizedModel:
         if x.dtype == np.int8:
             q = x
         elif x.dtype == np.uint8:
-            q = quant.quantize(self.to_float(x), self.input_scale)
+            q = int8_cpu.quantize(self.to_float(x), self.input_scale)
         elif x.dtype.kind == "f":
-            q = quant.quantize(x, self.input_scale)
+            q = int8_cpu.quantize(x, self.input_scale)  # = quant.quantize, in C for float32
         else:
             raise TypeError(f"input must be uint8 images, float or int8, got dtype {x.dtype}")
         if q.ndim == 3:
@@ -140,8 +146,10 @@ class QuantizedModel:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         h = self.quantize_input(x)
         trace, last_acc = [h], None
-        for layer in self.layers:
-            h, acc = run_layer(layer, h, backend, n_threads)
+        # only the last conv/linear layer's accumulator is handed back: the others need not be computed
+        last = max((i for i, lay in enumerate(self.layers) if lay.kind in ("conv", "linear")), default=-1)
+        for i, layer in enumerate(self.layers):
+            h, acc = run_layer(layer, h, backend, n_threads, want_acc=(i == last))
             if acc is not None:
                 last_acc = acc
             trace.append(h)
@@ -149,7 +157,12 @@ class QuantizedModel:
 
     def forward(self, x, backend: str = "cython", n_threads=None) -> np.ndarray:
         """int8 logits (N, classes)."""
-        return self.forward_trace(x, backend, n_threads)[0][-1]
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        h = self.quantize_input(x)
+        for layer in self.layers:  # as forward_trace, without keeping the trace or any accumulator
+            h, _ = run_layer(layer, h, backend, n_threads, want_acc=False)
+        return h
 
     __call__ = forward
 

@@ -25,7 +25,7 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 STAMP="$VENV/.cnnx-installed"
 # Skip the (slow) install when nothing that it depends on changed since the last one.
 if [ -f "$STAMP" ] && [ -z "$(find setup.py pyproject.toml cnnx/_kernels -newer "$STAMP" \
-        \( -name '*.py' -o -name '*.toml' -o -name '*.pyx' -o -name '*.pxd' \) -print -quit)" ] \
+        \( -name '*.py' -o -name '*.toml' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.h' \) -print -quit)" ] \
         && "$VENV/bin/python" -c "import cnnx._kernels._conv, mnist" 2>/dev/null; then
     echo "== cnnx already installed in $VENV and up to date"
     exit 0
