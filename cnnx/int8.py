@@ -137,7 +137,7 @@ def requantize(acc, rq) -> np.ndarray:
 
 def quantize(x, scale: float) -> np.ndarray:
     """`quant.quantize` (real -> int8, round half to even, saturate) in one C pass for float32 input; other
-    dtypes, and inputs holding NaN, go to `quant.quantize` itself."""
+    dtypes, and inputs holding NaN or inf, go to `quant.quantize` itself (which refuses non-finite input)."""
     x = np.asarray(x)
     scale = float(scale)
     if x.dtype != np.float32 or x.size == 0 or not np.isfinite(scale) or scale <= 0:

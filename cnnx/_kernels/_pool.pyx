@@ -38,19 +38,18 @@ def max_pool2d_forward(
     cdef const float* plane
     cdef float* o
     cdef int* a
-    if KH == 2 and KW == 2 and SH == 2 and SW == 2:  # LeNet's pools: the same rule, vectorised in C
-        for q in prange(NC, schedule="static", num_threads=n_threads, nogil=True):
-            cnnx_maxpool2x2_f32(&x[q, 0, 0], W, OH, OW, &out[q, 0, 0], &argmax[q, 0, 0])
-        return
+    cdef bint two_by_two = KH == 2 and KW == 2 and SH == 2 and SW == 2  # LeNet's pools
     for q in prange(NC, schedule="static", num_threads=n_threads, nogil=True):
         plane = &x[q, 0, 0]
         o = &out[q, 0, 0]
         a = &argmax[q, 0, 0]
         # Does the plane hold a NaN (|bits| above the infinity 0x7f800000)? A signed-int OR-reduction, which
         # the compiler vectorises: a few percent of the pooling itself. Only such planes take the slower
-        # NaN-aware loop below, so finite data keeps the fast one.
+        # NaN-aware loop below, so finite data keeps the fast ones.
         nan_bits = _has_nan(<const int32_t*>plane, HW)
-        if nan_bits == 0:
+        if nan_bits == 0 and two_by_two:  # the same rule, vectorised in C (it does not propagate NaN)
+            cnnx_maxpool2x2_f32(plane, W, OH, OW, o, a)
+        elif nan_bits == 0:
             for oh in range(OH):
                 for ow in range(OW):
                     # strict '>' keeps the first maximum in row-major window order (ties -> first); the

@@ -285,15 +285,15 @@ static void cnnx_i8_pack_dense(const int8_t *x, Py_ssize_t K, Py_ssize_t ncols, 
 /* out = clamp(rint(x / scale), -128, 127) as cnnx.quant.quantize: the division in double, rounding half to
    even. Clamping to +-200 first changes nothing (rint is monotonic) and keeps the magic-number rounding
    ((v + 1.5 * 2**52) - 1.5 * 2**52, exact round-half-even for |v| < 2**51 in the default rounding mode)
-   valid; infinities saturate as numpy's clip does. Returns the number of NaNs met (their outputs are
-   meaningless: the caller falls back to numpy then). */
+   valid. Returns the number of non-finite inputs (NaN, +-inf) met: their outputs are meaningless, and the
+   caller hands the array to cnnx.quant.quantize then, which refuses it with a message. */
 static Py_ssize_t cnnx_i8_quantize(const float *x, Py_ssize_t n, double scale, int8_t *out)
 {
     const double magic = 6755399441055744.0;  /* 1.5 * 2**52 */
     Py_ssize_t nan = 0;
     for (Py_ssize_t i = 0; i < n; ++i) {
         double v = (double) x[i] / scale;
-        nan += v != v;
+        nan += !((double) x[i] - (double) x[i] == 0.0);  /* NaN and +-inf give NaN here */
         v = v < -200.0 ? -200.0 : v;
         v = v > 200.0 ? 200.0 : v;
         v = (v + magic) - magic;

@@ -148,9 +148,9 @@ def test_expected_variant_is_running():
 def test_c_quantize_matches_quant(rng):
     scale = 0.0173
     x = (rng.standard_normal(4099) * 3).astype(np.float32)
-    # ties at +-0.5, +-1.5, ... units, the saturation points, infinities and the extreme floats
+    # ties at +-0.5, +-1.5, ... units, the saturation points and the extreme floats
     ties = (np.arange(-130, 130) + 0.5) * scale
-    special = [np.inf, -np.inf, 0.0, -0.0, 127.5 * scale, -128.5 * scale, 3e38, -3e38, 1e-45]
+    special = [0.0, -0.0, 127.5 * scale, -128.5 * scale, 3e38, -3e38, 1e-45]
     x = np.concatenate([x, ties.astype(np.float32), np.array(special, np.float32)])
     np.testing.assert_array_equal(int8.quantize(x, scale), quant.quantize(x, scale))
     for s in (1.0, 0.5, 2.0**-7, 1 / 3):  # exact ties in float64 with scales that are powers of two
@@ -158,6 +158,9 @@ def test_c_quantize_matches_quant(rng):
         np.testing.assert_array_equal(int8.quantize(y, s), quant.quantize(y, s))
     x64 = x.astype(np.float64)[:7]
     np.testing.assert_array_equal(int8.quantize(x64, scale), quant.quantize(x[:7], scale))
-    x[5] = np.nan  # NaN: handed to quant.quantize, whatever it makes of it
-    with np.errstate(invalid="ignore"):
-        np.testing.assert_array_equal(int8.quantize(x, scale), quant.quantize(x, scale))
+    for bad in (np.nan, np.inf, -np.inf):  # non-finite: handed to quant.quantize, which refuses them
+        x[5] = bad
+        with pytest.raises(ValueError, match="non-finite"):
+            quant.quantize(x, scale)
+        with pytest.raises(ValueError, match="non-finite"):
+            int8.quantize(x, scale)

@@ -32,8 +32,12 @@ def test_largest_allowed_stride_and_padding_run_and_match_the_golden_model():
     w = np.full((1, 1, 1, 1), 2, np.int8)
     big = S.MAX_DIM
     # padded coordinates 0, big and 2*big (near 2**32): only the middle window meets the image, at x[0, 0]
-    got = int8.conv2d_acc(x, w, None, stride=big, padding=big, floor_mode=True)
+    got = F.conv2d(x.astype(np.float32), w.astype(np.float32), None, stride=big, padding=big, floor_mode=True)
     np.testing.assert_array_equal(got, [[[[0, 0, 0], [0, 2, 0], [0, 0, 0]]]])
+    # the int8 kernel packs a padded copy of the image (cnnx_int8.h), so the same call asks for ~2**64 bytes:
+    # refused by the allocation budget, before the size_t that would hold it could wrap
+    with pytest.raises(ValueError, match=r"int8 conv2d with stride=2147483647, padding=2147483647 .* budget"):
+        int8.conv2d_acc(x, w, None, stride=big, padding=big, floor_mode=True)
     got = int8.conv2d_acc(x, w, None, stride=big, padding=1, floor_mode=True)  # one window, on the padding
     want = reference.conv2d_acc_int(x, w, None, stride=4, padding=1, floor_mode=True)[..., :1, :1]
     np.testing.assert_array_equal(got, want)
