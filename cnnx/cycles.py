@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from .shapes import check_positive_int, out_size
 
+CONV_PIPELINE = 10  # the conv core's fixed pipeline stages (derived in the docstring above)
 POOL_LANES = 4  # verilog/cnnx_pool_core.v's default LANES, which cnnx.sim.PoolCore builds by default
 
 
@@ -49,7 +50,7 @@ def conv_cycles(C, H, W, F, KH, KW, stride=1, padding=0, rows=8, cols=8) -> int:
     T = conv_tiles(C, H, W, F, KH, KW, stride, padding, rows, cols)
     K = C * KH * KW
     period = max(K, rows)
-    return (T - 1) * period + K + 2 * rows + cols + 1
+    return rows + (T - 1) * period + K + 2 * rows + cols + CONV_PIPELINE
 
 
 def conv_macs(C, H, W, F, KH, KW, stride=1, padding=0) -> int:
