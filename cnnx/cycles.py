@@ -25,6 +25,7 @@ from __future__ import annotations
 from .shapes import check_positive_int, out_size
 
 CONV_PIPELINE = 10  # the conv core's fixed pipeline stages (derived in the docstring above)
+POOL_PIPELINE = 9  # the pool core's fixed pipeline stages (derived in the docstring above)
 POOL_LANES = 4  # verilog/cnnx_pool_core.v's default LANES, which cnnx.sim.PoolCore builds by default
 
 
@@ -89,4 +90,4 @@ def pool_cycles(C, H, W, kernel, stride=None, lanes=POOL_LANES) -> int:
         check_positive_int(name, v)
     OH = out_size(H, kernel, stride, 0, what="pooling window")
     OW = out_size(W, kernel, stride, 0, what="pooling window")
-    return -(-C // lanes) * OH * OW * kernel * kernel + 1
+    return -(-C // lanes) * OH * OW * kernel * kernel + POOL_PIPELINE

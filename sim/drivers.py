@@ -32,7 +32,7 @@ REG_MAX = 2**16 - 1  # stride and padding registers (the layer's sizes are bound
 # conv core register map (verilog/cnnx_conv_core.v)
 CONV_REGS = ("C", "H", "W", "F", "KH", "KW", "STRIDE", "PAD", "OH", "OW", "MULT", "SHIFT", "RELU", "HW", "SW",
              "PADW")
-POOL_REGS = ("C", "H", "W", "KSIZE", "STRIDE", "OH", "OW", "MODE", "MULT", "SHIFT")
+POOL_REGS = ("C", "H", "W", "KSIZE", "STRIDE", "OH", "OW", "MODE", "MULT", "SHIFT", "HW", "SW")
 SEL_IFMAP, SEL_WEIGHT, SEL_BIAS = 0, 1, 2
 
 
@@ -424,6 +424,7 @@ class PoolCore(_Core):
         if lanes > 64:
             raise ValueError(f"the pool core has at most 64 lanes, got {lanes}")
         self.lanes = lanes
+        self.banks = 1 << (lanes - 1).bit_length()   # lane banks: LANES rounded up to a power of two
         params = {"LANES": lanes}
         for key, value in buffer_params.items():
             name = key.upper()
@@ -443,19 +444,33 @@ class PoolCore(_Core):
             raise ValueError(f"mode must be 'max' or 'avg', got {mode!r}")
         OH = out_size(H, kernel, stride, 0, what="pooling window")
         OW = out_size(W, kernel, stride, 0, what="pooling window")
-        p = self.params
-        _limit("the input map C*H*W", C * H * W, p["IFMAP_DEPTH"], "ifmap_depth")
-        _limit("the output map C*OH*OW", C * OH * OW, p["OFMAP_DEPTH"], "ofmap_depth")
+        p, lanes, lp = self.params, self.lanes, self.banks
+        CG = -(-C // lanes)             # channels per lane bank
+        _bank_limit("the input map of a lane bank, ceil(C/LANES)*H*W", CG * H * W, p["IFMAP_DEPTH"], lp,
+                    "ifmap_depth")
+        _bank_limit("the output map of a lane bank, ceil(C/LANES)*OH*OW", CG * OH * OW, p["OFMAP_DEPTH"], lp,
+                    "ofmap_depth")
         quant.check_acc_range(kernel * kernel)  # the window sum is an int32 accumulator too
         expected = cycle_model.pool_cycles(C, H, W, kernel, stride, self.lanes)
         if 2 * expected + 1000 > U32_MAX:
             raise ValueError(f"the layer needs {expected} cycles; the 32-bit counter holds "
                              f"{U32_MAX // 2 - 1000}")
         rq = quant.avg_pool_multiplier(kernel * kernel)
-        values = (C, H, W, kernel, stride, OH, OW, int(mode == "avg"), rq.mult, rq.shift)
+        values = (C, H, W, kernel, stride, OH, OW, int(mode == "avg"), rq.mult, rq.shift, H * W, stride * W)
         self._be.config(list(enumerate(values)))
-        n_out = C * OH * OW
-        out, cyc, _ = self._run(SEL_IFMAP, _batch_words(x), np.arange(-(-n_out // 4)), expected)
-        y = out.view(np.uint8).reshape(N, -1)[:, :n_out].view(np.int8).reshape(N, C, OH, OW)
+        # lane bank l holds channels l, l + LANES, ...; word w of bank l is at word address w*LP + l
+        xp = np.zeros((N, CG * lanes, H * W), np.int8)
+        xp[:, :C] = x.reshape(N, C, H * W)
+        banks = xp.reshape(N, CG, lanes, H * W).transpose(0, 2, 1, 3).reshape(N, lanes, CG * H * W)
+        in_words = -(-CG * H * W // 4)
+        words = np.zeros((N, in_words, lp), np.uint32)
+        words[:, :, :lanes] = _batch_words(banks.reshape(N * lanes, -1)).reshape(N, lanes, -1).transpose(0, 2, 1)
+        out_slots = CG * OH * OW
+        out_words = -(-out_slots // 4)
+        out, cyc, _ = self._run(SEL_IFMAP, words.reshape(N, -1), np.arange(out_words * lp), expected)
+        ob = out.reshape(N, out_words, lp)[:, :, :lanes].transpose(0, 2, 1)      # (n, lane, word)
+        ob = np.ascontiguousarray(ob).view(np.uint8).reshape(N, lanes, -1)[:, :, :out_slots]
+        y = ob.reshape(N, lanes, CG, OH * OW).transpose(0, 2, 1, 3).reshape(N, CG * lanes, OH, OW)[:, :C]
+        y = np.ascontiguousarray(y).view(np.int8)
         self.last_cycles = [int(c) for c in cyc]
         return np.ascontiguousarray(y), int(cyc.sum())
