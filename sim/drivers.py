@@ -464,7 +464,8 @@ class PoolCore(_Core):
         banks = xp.reshape(N, CG, lanes, H * W).transpose(0, 2, 1, 3).reshape(N, lanes, CG * H * W)
         in_words = -(-CG * H * W // 4)
         words = np.zeros((N, in_words, lp), np.uint32)
-        words[:, :, :lanes] = _batch_words(banks.reshape(N * lanes, -1)).reshape(N, lanes, -1).transpose(0, 2, 1)
+        bank_words = _batch_words(banks.reshape(N * lanes, -1)).reshape(N, lanes, -1)
+        words[:, :, :lanes] = bank_words.transpose(0, 2, 1)
         out_slots = CG * OH * OW
         out_words = -(-out_slots // 4)
         out, cyc, _ = self._run(SEL_IFMAP, words.reshape(N, -1), np.arange(out_words * lp), expected)

@@ -213,7 +213,8 @@ def test_cycle_model_arithmetic():
     assert cycles.conv_macs(1, 28, 28, 6, 5, 5, 1, 2) == 6 * 28 * 28 * 25
     assert cycles.linear_cycles(400, 120, 8, 8) == 14 * 400 + 400 + tail
     assert cycles.pool_cycles(6, 28, 28, 2, lanes=1) == 6 * 14 * 14 * 4 + cycles.POOL_PIPELINE
-    assert cycles.pool_cycles(6, 28, 28, 2, lanes=4) == 2 * 14 * 14 * 4 + cycles.POOL_PIPELINE   # two channel groups
+    # two channel groups
+    assert cycles.pool_cycles(6, 28, 28, 2, lanes=4) == 2 * 14 * 14 * 4 + cycles.POOL_PIPELINE
     assert cycles.conv_ideal_cycles(16, 5, 5, 120, 5, 5, rows=8, cols=8) == 48000 // 64
     assert 0 < cycles.conv_utilisation(6, 14, 14, 16, 5, 5) <= 1
     with pytest.raises(ValueError):
