@@ -23,7 +23,8 @@
 // Timing: no multiplier on any address path. Addresses come from counters and adders, one register stage
 // each: the tap walker (stage T: c, kh, kw and the offset c*H*W + kh*W + kw, advanced by adding 1, W or
 // H*W), per-row sums (stage A: row base + offset, ih0 + kh, iw0 + kw), the bounds check and the block-RAM
-// read (stage B), the byte select (stage C, the array's input register). Each row's window origin (ih0, iw0)
+// read (stage B), the RAM's output register (stage B2: nothing but a register follows a block RAM), the byte
+// select (stage C, the array's input register). Each row's window origin (ih0, iw0)
 // and base address come from a pixel walker that steps pixel by pixel (adding STRIDE, or STRIDE*W at the
 // end of an output row) into a staging shift register during the previous pixel tile.
 //
@@ -459,6 +460,12 @@ module cnnx_conv_core #(
     reg [ROWS*2-1:0]  b_lane_reg;
     reg [1:0]         b_wlane_reg;
     reg [COLS-1:0]    b_cv_reg;
+    // stage B2: the RAMs' output register (cnnx_ram_*'s second read cycle)
+    reg               b2_feed_reg, b2_first_reg, b2_last_reg;
+    reg [ROWS-1:0]    b2_inb_reg;
+    reg [ROWS*2-1:0]  b2_lane_reg;
+    reg [1:0]         b2_wlane_reg;
+    reg [COLS-1:0]    b2_cv_reg;
     wire [ROWS*32-1:0] b_word;
     wire [COLS*32-1:0] b_wword;
 
@@ -482,11 +489,13 @@ module cnnx_conv_core #(
                 b_inb_reg[r] <= a_feed_reg && a_rv_reg[r] && (ih >= 0) && (ih < h_s) && (iw >= 0)
                                 && (iw < w_s);
                 b_lane_reg[r*2 +: 2] <= a_addr_reg[r*IF_AW +: 2];
-                case (b_lane_reg[r*2 +: 2])
-                    2'd0: a_feed_q[r*8 +: 8] <= b_inb_reg[r] ? b_word[r*32 +: 8] : 8'd0;
-                    2'd1: a_feed_q[r*8 +: 8] <= b_inb_reg[r] ? b_word[r*32 + 8 +: 8] : 8'd0;
-                    2'd2: a_feed_q[r*8 +: 8] <= b_inb_reg[r] ? b_word[r*32 + 16 +: 8] : 8'd0;
-                    default: a_feed_q[r*8 +: 8] <= b_inb_reg[r] ? b_word[r*32 + 24 +: 8] : 8'd0;
+                b2_inb_reg[r] <= b_inb_reg[r];
+                b2_lane_reg[r*2 +: 2] <= b_lane_reg[r*2 +: 2];
+                case (b2_lane_reg[r*2 +: 2])
+                    2'd0: a_feed_q[r*8 +: 8] <= b2_inb_reg[r] ? b_word[r*32 +: 8] : 8'd0;
+                    2'd1: a_feed_q[r*8 +: 8] <= b2_inb_reg[r] ? b_word[r*32 + 8 +: 8] : 8'd0;
+                    2'd2: a_feed_q[r*8 +: 8] <= b2_inb_reg[r] ? b_word[r*32 + 16 +: 8] : 8'd0;
+                    default: a_feed_q[r*8 +: 8] <= b2_inb_reg[r] ? b_word[r*32 + 24 +: 8] : 8'd0;
                 endcase
             end
         end
@@ -521,11 +530,12 @@ module cnnx_conv_core #(
             always @(posedge clk) begin
                 a_cv_reg[c] <= (frem_reg > c);
                 b_cv_reg[c] <= a_feed_reg && a_cv_reg[c];
-                case (b_wlane_reg)
-                    2'd0: w_feed_q[c*8 +: 8] <= b_cv_reg[c] ? b_wword[c*32 +: 8] : 8'd0;
-                    2'd1: w_feed_q[c*8 +: 8] <= b_cv_reg[c] ? b_wword[c*32 + 8 +: 8] : 8'd0;
-                    2'd2: w_feed_q[c*8 +: 8] <= b_cv_reg[c] ? b_wword[c*32 + 16 +: 8] : 8'd0;
-                    default: w_feed_q[c*8 +: 8] <= b_cv_reg[c] ? b_wword[c*32 + 24 +: 8] : 8'd0;
+                b2_cv_reg[c] <= b_cv_reg[c];
+                case (b2_wlane_reg)
+                    2'd0: w_feed_q[c*8 +: 8] <= b2_cv_reg[c] ? b_wword[c*32 +: 8] : 8'd0;
+                    2'd1: w_feed_q[c*8 +: 8] <= b2_cv_reg[c] ? b_wword[c*32 + 8 +: 8] : 8'd0;
+                    2'd2: w_feed_q[c*8 +: 8] <= b2_cv_reg[c] ? b_wword[c*32 + 16 +: 8] : 8'd0;
+                    default: w_feed_q[c*8 +: 8] <= b2_cv_reg[c] ? b_wword[c*32 + 24 +: 8] : 8'd0;
                 endcase
             end
             wire bank_sel;
@@ -537,7 +547,8 @@ module cnnx_conv_core #(
             end
             cnnx_ram_sdp #(
                 .WIDTH(32),
-                .DEPTH(WEIGHT_DEPTH / (1 << CB) / 4)
+                .DEPTH(WEIGHT_DEPTH / (1 << CB) / 4),
+                .OUT_REG(1)
             ) u_weight (
                 .clk(clk),
                 .we({4{wr_en && idle && !rst && wr_sel == SEL_WEIGHT && bank_sel}}),
@@ -554,6 +565,7 @@ module cnnx_conv_core #(
         if (rst) begin
             a_feed_reg <= 1'b0; a_first_reg <= 1'b0; a_last_reg <= 1'b0;
             b_feed_reg <= 1'b0; b_first_reg <= 1'b0; b_last_reg <= 1'b0;
+            b2_feed_reg <= 1'b0; b2_first_reg <= 1'b0; b2_last_reg <= 1'b0;
             valid_feed_q <= 1'b0; first_feed_q <= 1'b0; last_feed_q <= 1'b0;
         end else begin
             a_feed_reg <= feed_reg;
@@ -562,12 +574,16 @@ module cnnx_conv_core #(
             b_feed_reg <= a_feed_reg;
             b_first_reg <= a_first_reg;
             b_last_reg <= a_last_reg;
-            valid_feed_q <= b_feed_reg;
-            first_feed_q <= b_first_reg;
-            last_feed_q <= b_last_reg;
+            b2_feed_reg <= b_feed_reg;
+            b2_first_reg <= b_first_reg;
+            b2_last_reg <= b_last_reg;
+            valid_feed_q <= b2_feed_reg;
+            first_feed_q <= b2_first_reg;
+            last_feed_q <= b2_last_reg;
         end
         a_wt_addr_reg <= wt_addr_reg;
         b_wlane_reg <= a_wt_addr_reg[1:0];
+        b2_wlane_reg <= b_wlane_reg;
     end
 
     // ---------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 //
 // LANES channels are pooled side by side, each lane reading one input byte per cycle, windows back to back
 // with no gap, so a layer of C x OH x OW windows of KSIZE x KSIZE takes
-//     cycles = ceil(C / LANES) * OH * OW * KSIZE * KSIZE + 9
+//     cycles = ceil(C / LANES) * OH * OW * KSIZE * KSIZE + 11
 // counted like the conv core: from the cycle after `start` is sampled to the cycle `done` rises, both
 // included; buffer loading and unloading are not counted (cnnx/cycles.py holds the same formula and derives
 // the constant: the pipeline below).
@@ -13,9 +13,9 @@
 //
 // Pipeline: stage T, the window walker (addresses by adding: the window's base moves by STRIDE, STRIDE*W at
 // the end of an output row, H*W at the end of a channel group; the tap's offset by 1 or W); stage A, base
-// + tap offset; stage B, the block-RAM read; stage C, the byte select; stage D, the running max and sum;
-// stage E, the window's result; then cnnx_requant (5 stages, the max value riding in its tag) and the
-// write. No multiplier anywhere.
+// + tap offset; stage B, the block-RAM read; B2, the RAM's output register; stage C, the byte select;
+// stage D, the running max and sum; stage E, the window's result; then cnnx_requant (6 stages, the max
+// value riding in its tag) and the write. No multiplier anywhere.
 //
 // Buffers: input and output are banked by lane (channel c lives in bank c mod LANES, at local channel index
 // c div LANES), so the lanes read (and write) the same local address in their own bank: no copies. Each
@@ -235,17 +235,22 @@ module cnnx_pool_core #(
     reg              a_first_reg, b_first_reg, c_first_reg;
     reg              a_last_reg, b_last_reg, c_last_reg, a_fin_reg, b_fin_reg, c_fin_reg, e_fin_reg;
     reg [IB_AW-1:0]  a_addr_reg;
-    reg [1:0]        b_lane_reg;
+    reg [1:0]        b_lane_reg, b2_lane_reg;
+    reg              b2_valid_reg, b2_first_reg, b2_last_reg, b2_fin_reg;
+    reg [OB_AW-1:0]  b2_oidx_reg;
+    reg [LANES-1:0]  b2_on_reg;
     reg [OB_AW-1:0]  a_oidx_reg, b_oidx_reg, c_oidx_reg, e_oidx_reg;
     reg [LANES-1:0]  a_on_reg, b_on_reg, c_on_reg, e_on_reg;
 
     always @(posedge clk) begin
         if (rst) begin
-            a_valid_reg <= 1'b0; b_valid_reg <= 1'b0; c_valid_reg <= 1'b0; e_valid_reg <= 1'b0;
+            a_valid_reg <= 1'b0; b_valid_reg <= 1'b0; b2_valid_reg <= 1'b0; c_valid_reg <= 1'b0;
+            e_valid_reg <= 1'b0;
         end else begin
             a_valid_reg <= running && t_valid_reg;
             b_valid_reg <= a_valid_reg;
-            c_valid_reg <= b_valid_reg;
+            b2_valid_reg <= b_valid_reg;
+            c_valid_reg <= b2_valid_reg;
             e_valid_reg <= c_valid_reg && c_last_reg;
         end
         a_first_reg <= (kh_i_reg == 0) && (kw_i_reg == 0);
@@ -257,8 +262,10 @@ module cnnx_pool_core #(
         b_first_reg <= a_first_reg; b_last_reg <= a_last_reg; b_fin_reg <= a_fin_reg;
         b_lane_reg <= a_addr_reg[1:0];
         b_oidx_reg <= a_oidx_reg; b_on_reg <= a_on_reg;
-        c_first_reg <= b_first_reg; c_last_reg <= b_last_reg; c_fin_reg <= b_fin_reg;
-        c_oidx_reg <= b_oidx_reg; c_on_reg <= b_on_reg;
+        b2_first_reg <= b_first_reg; b2_last_reg <= b_last_reg; b2_fin_reg <= b_fin_reg;
+        b2_oidx_reg <= b_oidx_reg; b2_on_reg <= b_on_reg; b2_lane_reg <= b_lane_reg;
+        c_first_reg <= b2_first_reg; c_last_reg <= b2_last_reg; c_fin_reg <= b2_fin_reg;
+        c_oidx_reg <= b2_oidx_reg; c_on_reg <= b2_on_reg;
         e_fin_reg <= c_valid_reg && c_last_reg && c_fin_reg;
         e_oidx_reg <= c_oidx_reg; e_on_reg <= c_on_reg;
     end
@@ -291,7 +298,8 @@ module cnnx_pool_core #(
             end
             cnnx_ram_sdp #(
                 .WIDTH(32),
-                .DEPTH(IFMAP_DEPTH / (1 << LB) / 4)
+                .DEPTH(IFMAP_DEPTH / (1 << LB) / 4),
+                .OUT_REG(1)
             ) u_ifmap (
                 .clk(clk),
                 .we({4{wr_en && idle && !rst && bank_sel}}),
@@ -303,7 +311,7 @@ module cnnx_pool_core #(
             );
 
             always @(posedge clk) begin
-                case (b_lane_reg)
+                case (b2_lane_reg)
                     2'd0: d_reg <= word[7:0];
                     2'd1: d_reg <= word[15:8];
                     2'd2: d_reg <= word[23:16];

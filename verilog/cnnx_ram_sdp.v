@@ -3,9 +3,13 @@
 // PDPW16KD) or, when tiny, onto LUT-RAM: one write port with byte enables, one read port with a registered
 // output (and a read enable that holds it). No reset: the contents are whatever the host last wrote.
 // Read-during-write of the same word returns the old word (the cores never do it).
+// OUT_REG = 1 adds a fabric register after the RAM's output (read latency two cycles), for reads on a
+// timing-critical path: an ECP5 EBR without its own output register (Yosys does not use it) takes about
+// 6 ns from clock to data.
 module cnnx_ram_sdp #(
     parameter WIDTH = 32,     // word width, a multiple of 8
-    parameter DEPTH = 1024    // words (the address is $clog2(DEPTH) bits)
+    parameter DEPTH = 1024,   // words (the address is $clog2(DEPTH) bits)
+    parameter OUT_REG = 0     // 1: one more register after the read (latency 2)
 ) (
     input  wire                        clk,
     input  wire [WIDTH/8-1:0]          we,       // one write enable per byte lane
@@ -23,6 +27,7 @@ module cnnx_ram_sdp #(
     endgenerate
 
     reg [WIDTH-1:0] mem [0:DEPTH-1];
+    reg [WIDTH-1:0] rd_q;
 
     integer i;
     always @(posedge clk) begin
@@ -32,9 +37,17 @@ module cnnx_ram_sdp #(
             end
         end
         if (re) begin
-            rdata <= mem[raddr];
+            rd_q <= mem[raddr];
         end
     end
+
+    generate
+        if (OUT_REG != 0) begin : g_out_reg
+            always @(posedge clk) rdata <= rd_q;
+        end else begin : g_no_out_reg
+            always @(*) rdata = rd_q;
+        end
+    endgenerate
 
 endmodule
 
