@@ -104,6 +104,8 @@ module cnnx_conv_core #(
     localparam [RW-1:0] ROWS_R = ROWS_32[RW-1:0];
     localparam [RW-1:0] ROWS_M1 = ROWS_M1_32[RW-1:0];
     localparam [D-1:0]  COLS_D = COLS_32[D-1:0];
+    localparam [31:0]   COLS2_32 = 2 * COLS;
+    localparam [D-1:0]  COLS2_D = COLS2_32[D-1:0];
     localparam [8:0]    COLS_9 = COLS_32[8:0];
 
     generate
@@ -144,6 +146,7 @@ module cnnx_conv_core #(
     reg [IF_AW-1:0] padw_reg;
     // the last index of each loop, registered so the walkers compare without an adder
     reg [D-1:0]     c_m1_reg, kh_m1_reg, kw_m1_reg, ow_m1_reg, oh_m1_reg;
+    reg             c_is1_reg, kh_is1_reg, kw_is1_reg, ow_is1_reg, f_le_cols_reg;
 
     always @(posedge clk) begin
         if (rst) begin
@@ -181,6 +184,11 @@ module cnnx_conv_core #(
         kw_m1_reg <= kw_reg - 1'b1;
         ow_m1_reg <= ow_reg - 1'b1;
         oh_m1_reg <= oh_reg - 1'b1;
+        c_is1_reg <= (c_reg == 1);
+        kh_is1_reg <= (kh_reg == 1);
+        kw_is1_reg <= (kw_reg == 1);
+        ow_is1_reg <= (ow_reg == 1);
+        f_le_cols_reg <= (f_reg <= COLS_D);
     end
 
     wire empty_layer = (c_reg == 0) || (kh_reg == 0) || (kw_reg == 0) || (f_reg == 0) || (oh_reg == 0)
@@ -204,7 +212,8 @@ module cnnx_conv_core #(
     reg [RW-1:0]             st_rows_reg;     // valid pixels staged so far
 
     wire pw_step = (state_reg == ST_SETUP || state_reg == ST_RUN) && (pw_cnt_reg != ROWS_R);
-    wire pw_wrap = (pw_ow_reg == ow_m1_reg);
+    reg  pw_ow_last_reg;                      // pw_ow_reg == OW - 1, registered with it
+    wire pw_wrap = pw_ow_last_reg;
 
     // the staging register as it is after this cycle's step (a new pixel tile may take it in this cycle)
     wire [ROWS*CW-1:0]    st_ih0_next;
@@ -249,9 +258,12 @@ module cnnx_conv_core #(
     reg               done_reg;
 
     wire running = (state_reg == ST_RUN);
-    wire last_tap = (tkw_reg == kw_m1_reg) && (tkh_reg == kh_m1_reg) && (tc_reg == c_m1_reg);
+    // "last index" flags, registered with their counters, so the control decisions that fan out to hundreds
+    // of enables start from registers rather than from 17-bit comparators
+    reg  kw_last_reg, kh_last_reg, c_last_reg, lastf_reg;
+    wire last_tap = kw_last_reg && kh_last_reg && c_last_reg;
     wire tile_end = running && (!feed_reg || last_tap) && (tsat_reg == ROWS_M1);
-    wire last_ftile = (frem_reg <= COLS_D);
+    wire last_ftile = lastf_reg;            // frem_reg <= COLS
     wire setup_end = (state_reg == ST_SETUP) && (pw_cnt_reg == ROWS_M1);
     // a new pixel tile starts after this cycle (not after the last one: the staged rows are then empty)
     wire new_ptile = setup_end || (tile_end && last_ftile && st_valid_next[0]);
@@ -315,6 +327,7 @@ module cnnx_conv_core #(
                 st_rows_reg <= st_rows_next;
                 if (pw_wrap) begin
                     pw_ow_reg <= {D{1'b0}};
+                    pw_ow_last_reg <= ow_is1_reg;
                     pw_oh_reg <= pw_oh_reg + 1'b1;
                     if (pw_oh_reg == oh_m1_reg) begin
                         pw_valid_reg <= 1'b0;
@@ -325,6 +338,7 @@ module cnnx_conv_core #(
                     pw_base_reg <= pw_row_reg + sw_reg;
                 end else begin
                     pw_ow_reg <= pw_ow_reg + 1'b1;
+                    pw_ow_last_reg <= (pw_ow_reg + 1'b1 == ow_m1_reg);
                     pw_iw0_reg <= pw_iw0_reg + $signed({{(CW-D){1'b0}}, stride_reg});
                     pw_base_reg <= pw_base_reg + stride_reg[IF_AW-1:0];
                 end
@@ -348,10 +362,13 @@ module cnnx_conv_core #(
                     tsat_reg <= {RW{1'b0}};
                     feed_reg <= !last_tile;
                     first_reg <= !last_tile;
+                    kw_last_reg <= kw_is1_reg; kh_last_reg <= kh_is1_reg; c_last_reg <= c_is1_reg;
                     if (last_ftile) begin
                         frem_reg <= f_reg;
+                        lastf_reg <= f_le_cols_reg;
                         wt_addr_reg <= {WB_AW{1'b0}};
                     end else begin
+                        lastf_reg <= (frem_reg <= COLS2_D);
                         frem_reg <= frem_reg - COLS_D;
                         if (feed_reg) begin
                             wt_addr_reg <= wt_addr_reg + 1'b1;
@@ -366,18 +383,24 @@ module cnnx_conv_core #(
                         wt_addr_reg <= wt_addr_reg + 1'b1;
                         if (last_tap) begin
                             feed_reg <= 1'b0;
-                        end else if (tkw_reg != kw_m1_reg) begin
+                        end else if (!kw_last_reg) begin
                             tkw_reg <= tkw_reg + 1'b1;
+                            kw_last_reg <= (tkw_reg + 1'b1 == kw_m1_reg);
                             koff_reg <= koff_reg + 1'b1;
-                        end else if (tkh_reg != kh_m1_reg) begin
+                        end else if (!kh_last_reg) begin
                             tkw_reg <= {D{1'b0}};
+                            kw_last_reg <= kw_is1_reg;
                             tkh_reg <= tkh_reg + 1'b1;
+                            kh_last_reg <= (tkh_reg + 1'b1 == kh_m1_reg);
                             koff_row_reg <= koff_row_reg + w_reg[IF_AW-1:0];
                             koff_reg <= koff_row_reg + w_reg[IF_AW-1:0];
                         end else begin
                             tkw_reg <= {D{1'b0}};
                             tkh_reg <= {D{1'b0}};
+                            kw_last_reg <= kw_is1_reg;
+                            kh_last_reg <= kh_is1_reg;
                             tc_reg <= tc_reg + 1'b1;
+                            c_last_reg <= (tc_reg + 1'b1 == c_m1_reg);
                             koff_chan_reg <= koff_chan_reg + hw_reg;
                             koff_row_reg <= koff_chan_reg + hw_reg;
                             koff_reg <= koff_chan_reg + hw_reg;
@@ -401,6 +424,7 @@ module cnnx_conv_core #(
                         pw_cnt_reg <= {RW{1'b0}};
                         pw_oh_reg <= {D{1'b0}};
                         pw_ow_reg <= {D{1'b0}};
+                        pw_ow_last_reg <= ow_is1_reg;
                         pw_ih0_reg <= -$signed({{(CW-D){1'b0}}, pad_reg});
                         pw_iw0_reg <= -$signed({{(CW-D){1'b0}}, pad_reg});
                         pw_row_reg <= -padw_reg;
@@ -421,6 +445,8 @@ module cnnx_conv_core #(
                         feed_reg <= 1'b1;
                         first_reg <= 1'b1;
                         frem_reg <= f_reg;
+                        lastf_reg <= f_le_cols_reg;
+                        kw_last_reg <= kw_is1_reg; kh_last_reg <= kh_is1_reg; c_last_reg <= c_is1_reg;
                         wt_addr_reg <= {WB_AW{1'b0}};
                     end
                 end

@@ -81,6 +81,7 @@ module cnnx_pool_core #(
     reg [15:0]      mult_reg;
     reg [5:0]       shift_reg;
     reg [D-1:0]     k_m1_reg, ow_m1_reg, oh_m1_reg;
+    reg             k_is1_reg, ow_is1_reg, oh_is1_reg, c_le_lanes_reg;
 
     always @(posedge clk) begin
         if (rst) begin
@@ -111,6 +112,10 @@ module cnnx_pool_core #(
         k_m1_reg <= k_reg - 1'b1;
         ow_m1_reg <= ow_reg - 1'b1;
         oh_m1_reg <= oh_reg - 1'b1;
+        k_is1_reg <= (k_reg == 1);
+        ow_is1_reg <= (ow_reg == 1);
+        oh_is1_reg <= (oh_reg == 1);
+        c_le_lanes_reg <= (c_reg <= LANES32[D-1:0]);
     end
 
     // ---------------------------------------------------------------------------------------------------
@@ -125,11 +130,8 @@ module cnnx_pool_core #(
     reg               done_reg;
     reg               t_valid_reg;
 
-    wire last_kw = (kw_i_reg == k_m1_reg);
-    wire last_kh = (kh_i_reg == k_m1_reg);
-    wire last_ow = (ow_i_reg == ow_m1_reg);
-    wire last_oh = (oh_i_reg == oh_m1_reg);
-    wire last_ch = (ch_reg + LANES32[D-1:0] >= c_reg);
+    // "last index" flags, registered with their counters (the walker's decisions start from registers)
+    reg  last_kw, last_kh, last_ow, last_oh, last_ch;
     wire running = (state_reg == ST_RUN);
     wire empty_layer = (c_reg == 0) || (k_reg == 0) || (oh_reg == 0) || (ow_reg == 0);
     wire [D-1:0] ch_next = ch_reg + LANES32[D-1:0];
@@ -167,6 +169,8 @@ module cnnx_pool_core #(
                         t_valid_reg <= 1'b1;
                         ch_reg <= {D{1'b0}}; oh_i_reg <= {D{1'b0}}; ow_i_reg <= {D{1'b0}};
                         kh_i_reg <= {D{1'b0}}; kw_i_reg <= {D{1'b0}};
+                        last_kw <= k_is1_reg; last_kh <= k_is1_reg; last_ow <= ow_is1_reg;
+                        last_oh <= oh_is1_reg; last_ch <= c_le_lanes_reg;
                         ch_base_reg <= {IB_AW{1'b0}}; row_base_reg <= {IB_AW{1'b0}};
                         win_reg <= {IB_AW{1'b0}}; tap_row_reg <= {IB_AW{1'b0}}; tap_reg <= {IB_AW{1'b0}};
                         oidx_reg <= {OB_AW{1'b0}};
@@ -177,28 +181,37 @@ module cnnx_pool_core #(
                     // walk kw fastest, then kh, then ow, oh, channel group
                     if (!last_kw) begin
                         kw_i_reg <= kw_i_reg + 1'b1;
+                        last_kw <= (kw_i_reg + 1'b1 == k_m1_reg);
                         tap_reg <= tap_reg + 1'b1;
                     end else if (!last_kh) begin
                         kw_i_reg <= {D{1'b0}};
+                        last_kw <= k_is1_reg;
                         kh_i_reg <= kh_i_reg + 1'b1;
+                        last_kh <= (kh_i_reg + 1'b1 == k_m1_reg);
                         tap_row_reg <= tap_row_reg + w_reg;
                         tap_reg <= tap_row_reg + w_reg;
                     end else begin
                         // the window is complete: the next one
                         kw_i_reg <= {D{1'b0}}; kh_i_reg <= {D{1'b0}};
+                        last_kw <= k_is1_reg; last_kh <= k_is1_reg;
                         tap_row_reg <= {IB_AW{1'b0}}; tap_reg <= {IB_AW{1'b0}};
                         oidx_reg <= oidx_reg + 1'b1;
                         if (!last_ow) begin
                             ow_i_reg <= ow_i_reg + 1'b1;
+                            last_ow <= (ow_i_reg + 1'b1 == ow_m1_reg);
                             win_reg <= win_reg + stride_reg;
                         end else begin
                             ow_i_reg <= {D{1'b0}};
+                            last_ow <= ow_is1_reg;
                             if (!last_oh) begin
                                 oh_i_reg <= oh_i_reg + 1'b1;
+                                last_oh <= (oh_i_reg + 1'b1 == oh_m1_reg);
                                 row_base_reg <= row_base_reg + sw_reg;
                                 win_reg <= row_base_reg + sw_reg;
                             end else begin
                                 oh_i_reg <= {D{1'b0}};
+                                last_oh <= oh_is1_reg;
+                                last_ch <= (ch_next + LANES32[D-1:0] >= c_reg);
                                 ch_base_reg <= ch_base_reg + hw_reg;
                                 row_base_reg <= ch_base_reg + hw_reg;
                                 win_reg <= ch_base_reg + hw_reg;
