@@ -7,23 +7,33 @@ rises, both included. Loading the buffers and reading the output back through th
 
 Conv core, ROWS x COLS output-stationary array. A tile is ROWS output pixels x COLS filters; there are
     T = ceil(OH*OW / ROWS) * ceil(F / COLS)
-tiles, each taking PERIOD = max(K, ROWS) cycles, K = C*KH*KW (a column's drain takes ROWS cycles, so tiles of
-short sums are padded with idle steps). Tiles are issued back to back, each one's drain overlapping the next
-one's compute, so only the last tile's pipeline is exposed:
-    cycles = (T - 1) * PERIOD + K + 2*ROWS + COLS + 1
-where K covers the steps of the last tile up to its last operands leaving the buffer-read register, and the
-tail 2*ROWS + COLS + 1 is: ROWS - 1 + COLS - 1 skew/hop stages to the bottom-right PE, 1 for its MAC, 1 to
-load the drain chain, ROWS drain/requantise/write steps (one row per cycle), 1 for the done flag.
+tiles, each taking PERIOD = max(K, ROWS) cycles, K = C*KH*KW (a column's drain takes ROWS cycles, and the
+pixel walker needs ROWS cycles to prepare the next pixel tile, so tiles of short sums are padded with idle
+steps). A run starts with ROWS set-up cycles (the pixel walker prepares the first pixel tile); tiles are then
+issued back to back, each one's drain overlapping the next one's compute, so only the last tile's pipeline
+is exposed:
+    cycles = ROWS + (T - 1) * PERIOD + K + 2*ROWS + COLS + CONV_PIPELINE,    CONV_PIPELINE = 12
+where K covers the steps of the last tile in the tap walker (stage T), and the tail is: 3 address stages
+(A: per-row sums, B: bounds check and block-RAM read, B2: the RAM's output register) before the array's
+input register, ROWS - 1 +
+COLS - 1 skew/hop stages to the bottom-right PE (the input register counts as the first hop), 1 for its
+product register, 1 for its accumulate, 1 to load the drain chain, ROWS drain steps (one row per cycle),
+1 drain register in the writer, 6 requantiser stages (verilog/cnnx_requant.v; the last one writes the
+output bank), 1 for the done flag: 3 + (ROWS + COLS - 2) + 3 + ROWS + 1 + 6 + 1 = 2*ROWS + COLS + 12.
 
-Pool core, LANES channels side by side (default POOL_LANES), one input byte per lane per cycle through a
-two-stage pipeline:
-    cycles = ceil(C / LANES) * OH * OW * KSIZE * KSIZE + 1
+Pool core, LANES channels side by side (default POOL_LANES), one input byte per lane per cycle, windows back
+to back; after the walker's last tap (the last of the ceil(C/LANES) * OH * OW * KSIZE**2 walker cycles) come
+A (address add), B (block-RAM read), B2 (the RAM's output register), C (byte select), E (window result)
+and the 6 requantiser stages, the last of which writes the output bank as the run ends:
+    cycles = ceil(C / LANES) * OH * OW * KSIZE * KSIZE + POOL_PIPELINE,    POOL_PIPELINE = 11
 """
 
 from __future__ import annotations
 
 from .shapes import check_positive_int, out_size
 
+CONV_PIPELINE = 12  # the conv core's fixed pipeline stages (derived in the docstring above)
+POOL_PIPELINE = 11  # the pool core's fixed pipeline stages (derived in the docstring above)
 POOL_LANES = 4  # verilog/cnnx_pool_core.v's default LANES, which cnnx.sim.PoolCore builds by default
 
 
@@ -49,7 +59,7 @@ def conv_cycles(C, H, W, F, KH, KW, stride=1, padding=0, rows=8, cols=8) -> int:
     T = conv_tiles(C, H, W, F, KH, KW, stride, padding, rows, cols)
     K = C * KH * KW
     period = max(K, rows)
-    return (T - 1) * period + K + 2 * rows + cols + 1
+    return rows + (T - 1) * period + K + 2 * rows + cols + CONV_PIPELINE
 
 
 def conv_macs(C, H, W, F, KH, KW, stride=1, padding=0) -> int:
@@ -88,4 +98,4 @@ def pool_cycles(C, H, W, kernel, stride=None, lanes=POOL_LANES) -> int:
         check_positive_int(name, v)
     OH = out_size(H, kernel, stride, 0, what="pooling window")
     OW = out_size(W, kernel, stride, 0, what="pooling window")
-    return -(-C // lanes) * OH * OW * kernel * kernel + 1
+    return -(-C // lanes) * OH * OW * kernel * kernel + POOL_PIPELINE

@@ -5,7 +5,8 @@
 //
 // The clocking protocol is the python driver's, step for step (both must give identical outputs and cycle
 // counts): inputs are set while clk is low, then one tick = clk 1, eval, clk 0, eval. A run is: start = 1,
-// tick, start = 0, tick until done; the cycle count is the core's own counter, read after done.
+// tick, start = 0, tick until done; the cycle count is the core's own counter, read after done. The output
+// read port is registered: set rd_addr, tick, then rd_data holds that word.
 // Every model has its own VerilatedContext, so models in one process (or in many processes) are independent;
 // one model must not be used from two threads at once. A model created with tracing on dumps every clock
 // edge to a VCD file (for GTKWave); that is slow and meant for small runs.
@@ -53,7 +54,7 @@ inline void tick(Model* m) {
     m->ticks++;
 }
 
-void write_words(Model* m, int sel, const uint32_t* words, int64_t n_words) {
+void write_words(Model* m, int sel, const uint32_t* words, int64_t n_words, uint32_t addr0) {
 #if defined(CNNX_CONV_CORE)
     m->top->wr_sel = sel;
 #else
@@ -61,7 +62,7 @@ void write_words(Model* m, int sel, const uint32_t* words, int64_t n_words) {
 #endif
     m->top->wr_en = 1;
     for (int64_t i = 0; i < n_words; ++i) {
-        m->top->wr_addr = (uint32_t)i;
+        m->top->wr_addr = addr0 + (uint32_t)i;
         m->top->wr_data = words[i];
         tick(m);
     }
@@ -81,10 +82,11 @@ int run_one(Model* m, uint64_t max_cycles) {
     return 0;
 }
 
-void read_words(Model* m, uint32_t* words, int64_t n_words) {
+// read the words at addrs[0 .. n_words-1] (one tick each: the read port is registered)
+void read_words(Model* m, const uint32_t* addrs, uint32_t* words, int64_t n_words) {
     for (int64_t i = 0; i < n_words; ++i) {
-        m->top->rd_addr = (uint32_t)i;
-        m->top->eval();
+        m->top->rd_addr = addrs[i];
+        tick(m);
         words[i] = m->top->rd_data;
     }
 }
@@ -153,22 +155,24 @@ void cnnx_config(void* handle, const int32_t* addrs, const uint32_t* values, int
     m->top->cfg_en = 0;
 }
 
-// write a buffer from word 0 (sel: the conv core's wr_sel; ignored by the pool core)
-void cnnx_write(void* handle, int sel, const uint32_t* words, int64_t n_words) {
-    write_words(static_cast<Model*>(handle), sel, words, n_words);
+// write `n_words` words of a buffer from word address `addr0` (sel: the conv core's wr_sel; ignored by the
+// pool core)
+void cnnx_write(void* handle, int sel, const uint32_t* words, int64_t n_words, uint32_t addr0) {
+    write_words(static_cast<Model*>(handle), sel, words, n_words, addr0);
 }
 
 // One layer for a batch: for each image, load `in_words` words of its input map (buffer select `in_sel`),
-// run, read `out_words` words of its output map, and record the core's cycle (and, conv core, MAC) counters.
-// Returns the number of images done: n_images, or fewer when one timed out (its outputs are then unset).
+// run, read the `out_words` output words at `out_addrs`, and record the core's cycle (and, conv core, MAC)
+// counters. Returns the number of images done: n_images, or fewer when one timed out (its outputs are
+// then unset).
 int64_t cnnx_run_batch(void* handle, int in_sel, const uint32_t* in, int64_t in_words, int64_t n_images,
-                       uint32_t* out, int64_t out_words, uint32_t* cycles, uint32_t* macs,
-                       uint64_t max_cycles) {
+                       const uint32_t* out_addrs, uint32_t* out, int64_t out_words, uint32_t* cycles,
+                       uint32_t* macs, uint64_t max_cycles) {
     Model* m = static_cast<Model*>(handle);
     for (int64_t n = 0; n < n_images; ++n) {
-        write_words(m, in_sel, in + n * in_words, in_words);
+        write_words(m, in_sel, in + n * in_words, in_words, 0);
         if (run_one(m, max_cycles) != 0) return n;
-        read_words(m, out + n * out_words, out_words);
+        read_words(m, out_addrs, out + n * out_words, out_words);
         cycles[n] = m->top->cycle_count;
 #if defined(CNNX_CONV_CORE)
         macs[n] = m->top->mac_count;

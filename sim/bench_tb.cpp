@@ -2,6 +2,8 @@
 // simulator's own speed limit, with no Python and no driver layer around it. It loads one layer (LeNet's
 // conv2 by default: 6x14x14 input, 16 filters of 5x5) with pseudo-random bytes, then runs it `n` times,
 // timing only the start-to-done clocking. Prints "cycles <core cycles> seconds <wall>".
+// The data layout does not matter for speed, only the sizes: the weights and bias go to each column bank
+// (the core's default 8 columns, banks of WEIGHT_DEPTH/8 bytes and BIAS_DEPTH/8 entries).
 // Built by the benchmark (never committed as a binary) against the objects of a cached build.
 #include <chrono>
 #include <cstdint>
@@ -36,10 +38,12 @@ static uint32_t next_word(uint32_t* state) {  // xorshift32: data only has to be
 
 int main(int argc, char** argv) {
     const long n_runs = argc > 1 ? std::atol(argv[1]) : 100;
-    // C, H, W, F, KH, KW, STRIDE, PAD, OH, OW, MULT, SHIFT, RELU
-    const uint32_t cfg[13] = {6, 14, 14, 16, 5, 5, 1, 0, 10, 10, 20000, 22, 1};
+    // C, H, W, F, KH, KW, STRIDE, PAD, OH, OW, MULT, SHIFT, RELU, H*W, STRIDE*W, PAD*W + PAD
+    const uint32_t cfg[16] = {6, 14, 14, 16, 5, 5, 1, 0, 10, 10, 20000, 22, 1, 14 * 14, 14, 0};
+    const int cols = 8;                               // the default build's columns (= its banks)
     const long in_words = (6 * 14 * 14 + 3) / 4;
-    const long w_words = (16 * 6 * 25 + 3) / 4;
+    const long w_words = (2 * 6 * 25 + 3) / 4;        // per column bank: 2 filters of K = 150
+    const long w_bank = 65536 / cols / 4, b_bank = 256 / cols;
 
     VerilatedContext ctx;
     Vcnnx_conv_core* top = new Vcnnx_conv_core{&ctx};
@@ -49,7 +53,7 @@ int main(int argc, char** argv) {
     tick(top);
     top->rst = 0;
     top->cfg_en = 1;
-    for (int i = 0; i < 13; ++i) {
+    for (int i = 0; i < 16; ++i) {
         top->cfg_addr = i;
         top->cfg_data = cfg[i];
         tick(top);
@@ -57,12 +61,23 @@ int main(int argc, char** argv) {
     top->cfg_en = 0;
     uint32_t seed = 12345;
     top->wr_en = 1;
-    const long counts[3] = {in_words, w_words, 16};
-    for (int sel = 0; sel < 3; ++sel) {
-        top->wr_sel = sel;
-        for (long i = 0; i < counts[sel]; ++i) {
-            top->wr_addr = i;
-            top->wr_data = sel == 2 ? (next_word(&seed) & 0x3ff) : next_word(&seed) & 0x0f0f0f0fu;
+    top->wr_sel = 0;
+    for (long i = 0; i < in_words; ++i) {
+        top->wr_addr = i;
+        top->wr_data = next_word(&seed) & 0x0f0f0f0fu;
+        tick(top);
+    }
+    for (int c = 0; c < cols; ++c) {
+        top->wr_sel = 1;
+        for (long i = 0; i < w_words; ++i) {
+            top->wr_addr = c * w_bank + i;
+            top->wr_data = next_word(&seed) & 0x0f0f0f0fu;
+            tick(top);
+        }
+        top->wr_sel = 2;
+        for (long i = 0; i < 2; ++i) {
+            top->wr_addr = c * b_bank + i;
+            top->wr_data = next_word(&seed) & 0x3ff;
             tick(top);
         }
     }

@@ -27,10 +27,12 @@ from . import builder as _build
 
 DRIVERS = ("python", "fast")
 U32_MAX = 2**32 - 1
+REG_MAX = 2**16 - 1  # stride and padding registers (the layer's sizes are bounded by the buffers)
 
 # conv core register map (verilog/cnnx_conv_core.v)
-CONV_REGS = ("C", "H", "W", "F", "KH", "KW", "STRIDE", "PAD", "OH", "OW", "MULT", "SHIFT", "RELU")
-POOL_REGS = ("C", "H", "W", "KSIZE", "STRIDE", "OH", "OW", "MODE", "MULT", "SHIFT")
+CONV_REGS = ("C", "H", "W", "F", "KH", "KW", "STRIDE", "PAD", "OH", "OW", "MULT", "SHIFT", "RELU", "HW", "SW",
+             "PADW")
+POOL_REGS = ("C", "H", "W", "KSIZE", "STRIDE", "OH", "OW", "MODE", "MULT", "SHIFT", "HW", "SW")
 SEL_IFMAP, SEL_WEIGHT, SEL_BIAS = 0, 1, 2
 
 
@@ -51,6 +53,21 @@ def _batch_words(x: np.ndarray) -> np.ndarray:
     if pad:
         flat = np.concatenate([flat, np.zeros((n, pad), np.uint8)], axis=1)
     return np.ascontiguousarray(flat).view("<u4").astype(np.uint32).reshape(n, -1)
+
+
+def conv_registers(C, H, W, F, KH, KW, stride, padding, rq: quant.Requant) -> tuple[int, ...]:
+    """The conv core's 16 configuration registers in address order (verilog/cnnx_conv_core.v): the layer's
+    sizes, OH/OW, the requantisation, and the three address steps the host computes for the core."""
+    OH = out_size(H, KH, stride, padding, what="kernel")
+    OW = out_size(W, KW, stride, padding, what="kernel")
+    return (C, H, W, F, KH, KW, stride, padding, OH, OW, rq.mult, rq.shift, int(rq.relu),
+            (H * W) & U32_MAX, (stride * W) & U32_MAX, (padding * W + padding) & U32_MAX)
+
+
+def _bank_limit(what: str, size: int, total: int, banks: int, param: str) -> None:
+    if size > total // banks:
+        raise ValueError(f"{what} needs {size}, but a bank holds {total // banks} ({param}={total} over "
+                         f"{banks} column banks); split the layer or build a core with a larger {param}")
 
 
 def _limit(what: str, size: int, limit: int, param: str) -> None:
@@ -75,9 +92,9 @@ class _FastBackend:
         lib.cnnx_free.argtypes = [vp]
         lib.cnnx_reset.argtypes = [vp]
         lib.cnnx_config.argtypes = [vp, i32p, u32p, ctypes.c_int]
-        lib.cnnx_write.argtypes = [vp, ctypes.c_int, u32p, ctypes.c_int64]
+        lib.cnnx_write.argtypes = [vp, ctypes.c_int, u32p, ctypes.c_int64, ctypes.c_uint32]
         lib.cnnx_run_batch.restype = ctypes.c_int64
-        lib.cnnx_run_batch.argtypes = [vp, ctypes.c_int, u32p, ctypes.c_int64, ctypes.c_int64, u32p,
+        lib.cnnx_run_batch.argtypes = [vp, ctypes.c_int, u32p, ctypes.c_int64, ctypes.c_int64, u32p, u32p,
                                        ctypes.c_int64, u32p, u32p, ctypes.c_uint64]
         lib.cnnx_tick.argtypes = [vp, ctypes.c_uint64]
         lib.cnnx_ticks.restype = ctypes.c_uint64
@@ -104,18 +121,19 @@ class _FastBackend:
         vals = np.array([v for _, v in regs], np.uint32)
         self._lib.cnnx_config(self._m, self._p(addrs, ctypes.c_int32), self._p(vals), len(regs))
 
-    def write(self, sel: int, words: np.ndarray):
+    def write(self, sel: int, words: np.ndarray, addr0: int = 0):
         words = np.ascontiguousarray(words, np.uint32)
-        self._lib.cnnx_write(self._m, sel, self._p(words), words.size)
+        self._lib.cnnx_write(self._m, sel, self._p(words), words.size, addr0)
 
-    def run_batch(self, in_sel, x_words, out_words, max_cycles):
+    def run_batch(self, in_sel, x_words, out_addrs, max_cycles):
         n, in_words = x_words.shape
         x_words = np.ascontiguousarray(x_words, np.uint32)
-        out = np.zeros((n, out_words), np.uint32)
+        out_addrs = np.ascontiguousarray(out_addrs, np.uint32)
+        out = np.zeros((n, out_addrs.size), np.uint32)
         cyc = np.zeros(n, np.uint32)
         macs = np.zeros(n, np.uint32)
-        done = self._lib.cnnx_run_batch(self._m, in_sel, self._p(x_words), in_words, n, self._p(out),
-                                        out_words, self._p(cyc), self._p(macs), max_cycles)
+        done = self._lib.cnnx_run_batch(self._m, in_sel, self._p(x_words), in_words, n, self._p(out_addrs),
+                                        self._p(out), out_addrs.size, self._p(cyc), self._p(macs), max_cycles)
         return done, out, cyc, macs
 
     def tick(self, n: int):
@@ -191,19 +209,20 @@ class _PythonBackend:
             self._tick()
         self.set("cfg_en", 0)
 
-    def write(self, sel, words):
+    def write(self, sel, words, addr0: int = 0):
         if self._has_sel:
             self.set("wr_sel", sel)
         self.set("wr_en", 1)
         for i, word in enumerate(np.asarray(words, np.uint32).tolist()):
-            self.set("wr_addr", i)
+            self.set("wr_addr", addr0 + i)
             self.set("wr_data", word)
             self._tick()
         self.set("wr_en", 0)
 
-    def run_batch(self, in_sel, x_words, out_words, max_cycles):
+    def run_batch(self, in_sel, x_words, out_addrs, max_cycles):
         n = x_words.shape[0]
-        out = np.zeros((n, out_words), np.uint32)
+        out_addrs = np.asarray(out_addrs, np.uint32).tolist()
+        out = np.zeros((n, len(out_addrs)), np.uint32)
         cyc = np.zeros(n, np.uint32)
         macs = np.zeros(n, np.uint32)
         for i in range(n):
@@ -217,10 +236,10 @@ class _PythonBackend:
                 if waited > max_cycles:
                     return i, out, cyc, macs
                 self._tick()
-            for a in range(out_words):
+            for j, a in enumerate(out_addrs):          # the read port is registered: address, tick, data
                 self.set("rd_addr", a)
-                self._eval_once()
-                out[i, a] = self.get("rd_data")
+                self._tick()
+                out[i, j] = self.get("rd_data")
             cyc[i] = self.get("cycle_count")
             macs[i] = self.get("mac_count") if "mac_count" in self._get else 0
         return n, out, cyc, macs
@@ -265,9 +284,9 @@ class _Core:
         """Finish the VCD trace (python driver) and free the fast driver's model."""
         self._be.close()
 
-    def _run(self, in_sel, x_words, out_words, expected_cycles):
+    def _run(self, in_sel, x_words, out_addrs, expected_cycles):
         max_cycles = 2 * expected_cycles + 1000
-        done, out, cyc, macs = self._be.run_batch(in_sel, x_words, out_words, max_cycles)
+        done, out, cyc, macs = self._be.run_batch(in_sel, x_words, out_addrs, max_cycles)
         if done != x_words.shape[0]:
             self.reset()
             raise RuntimeError(f"{self.top} did not finish image {done} within {max_cycles} cycles "
@@ -297,6 +316,7 @@ class ConvCore(_Core):
                 raise TypeError(f"ConvCore got an unexpected keyword {key!r}")
             params[name] = check_positive_int(key, value)
         self.rows, self.cols = rows, cols
+        self.banks = 1 << (cols - 1).bit_length()   # column banks: COLS rounded up to a power of two
         self.last_mac_count = 0
         super().__init__(driver, trace, params)
 
@@ -318,11 +338,18 @@ class ConvCore(_Core):
         padding = check_positive_int("padding", padding, minimum=0)
         OH = out_size(H, KH, stride, padding, what="kernel")
         OW = out_size(W, KW, stride, padding, what="kernel")
-        p = self.params
+        p, rows, cols, cp = self.params, self.rows, self.cols, self.banks
+        K, P = C * KH * KW, OH * OW
+        FT, PT = -(-F // cols), -(-P // rows)
         _limit("the input map C*H*W", C * H * W, p["IFMAP_DEPTH"], "ifmap_depth")
-        _limit("the weights F*C*KH*KW", F * C * KH * KW, p["WEIGHT_DEPTH"], "weight_depth")
-        _limit("the output map F*OH*OW", F * OH * OW, p["OFMAP_DEPTH"], "ofmap_depth")
-        _limit("the bias (F filters)", F, p["BIAS_DEPTH"], "bias_depth")
+        _bank_limit("the weights of a column bank, ceil(F/COLS)*C*KH*KW", FT * K, p["WEIGHT_DEPTH"], cp,
+                    "weight_depth")
+        _bank_limit("the outputs of a column bank, ceil(OH*OW/ROWS)*ROWS*ceil(F/COLS)", PT * rows * FT,
+                    p["OFMAP_DEPTH"], cp, "ofmap_depth")
+        _bank_limit("the bias of a column bank, ceil(F/COLS) filters", FT, p["BIAS_DEPTH"], cp, "bias_depth")
+        for name, v in (("stride", stride), ("padding", padding)):
+            if v > REG_MAX:
+                raise ValueError(f"{name} {v} does not fit the core's {name} register (at most {REG_MAX})")
         quant.check_acc_range(C * KH * KW, b)
         expected = cycle_model.conv_cycles(C, H, W, F, KH, KW, stride, padding, self.rows, self.cols)
         macs = cycle_model.conv_macs(C, H, W, F, KH, KW, stride, padding)
@@ -330,13 +357,24 @@ class ConvCore(_Core):
             raise ValueError(f"the layer needs {expected} cycles and {macs} MACs; the core's 32-bit counters "
                              f"hold at most {U32_MAX // 2 - 1000} cycles and {U32_MAX} MACs")
 
-        values = (C, H, W, F, KH, KW, stride, padding, OH, OW, rq.mult, rq.shift, int(rq.relu))
-        self._be.config(list(enumerate(values)))
-        self._be.write(SEL_WEIGHT, _words(w))
-        self._be.write(SEL_BIAS, b.astype("<i4").view(np.uint32))
-        n_out = F * OH * OW
-        out, cyc, mac = self._run(SEL_IFMAP, _batch_words(x), -(-n_out // 4), expected)
-        y = out.view(np.uint8).reshape(N, -1)[:, :n_out].view(np.int8).reshape(N, F, OH, OW)
+        self._be.config(list(enumerate(conv_registers(C, H, W, F, KH, KW, stride, padding, rq))))
+        # column bank c holds filters c, c + COLS, ...: filter j*COLS + c's K weights at byte j*K, bias j
+        wp = np.zeros((FT * cols, K), np.int8)
+        wp[:F] = w.reshape(F, K)
+        bp = np.zeros(FT * cols, np.int32)
+        bp[:F] = b
+        for c in range(cols):
+            self._be.write(SEL_WEIGHT, _words(wp[c::cols]), c * (p["WEIGHT_DEPTH"] // cp // 4))
+            self._be.write(SEL_BIAS, bp[c::cols].astype("<i4").view(np.uint32), c * (p["BIAS_DEPTH"] // cp))
+        # output bank c: byte (pt*FT + ft)*ROWS + ROWS-1-r is pixel pt*ROWS + r of filter ft*COLS + c
+        slots = PT * FT * rows
+        bank_words = -(-slots // 4)
+        addrs = (np.arange(cols)[:, None] * (p["OFMAP_DEPTH"] // cp // 4) + np.arange(bank_words)).ravel()
+        out, cyc, mac = self._run(SEL_IFMAP, _batch_words(x), addrs, expected)
+        banks = out.view(np.uint8).reshape(N, cols, bank_words * 4)[:, :, :slots]
+        banks = banks.reshape(N, cols, PT, FT, rows)[..., ::-1]              # (n, c, pt, ft, r)
+        y = banks.transpose(0, 3, 1, 2, 4).reshape(N, FT * cols, PT * rows)[:, :F, :P]
+        y = np.ascontiguousarray(y).view(np.int8).reshape(N, F, OH, OW)
         self.last_cycles = [int(c) for c in cyc]
         self.last_mac_count = int(mac[-1])
         return np.ascontiguousarray(y), int(cyc.sum())
@@ -358,7 +396,10 @@ class ConvCore(_Core):
         OUT = w.shape[0]
         if w.shape[1] != IN:
             raise ValueError(f"weight expects {w.shape[1]} inputs, x has {IN}")
-        group = max(1, min(N, self.params["IFMAP_DEPTH"] // IN, self.params["OFMAP_DEPTH"] // max(OUT, 1)))
+        # as many images as the input buffer and one output bank (ceil(G/ROWS)*ROWS*ceil(OUT/COLS)) hold
+        bank = self.params["OFMAP_DEPTH"] // self.banks
+        fit_out = bank // -(-OUT // self.cols) // self.rows * self.rows
+        group = max(1, min(N, self.params["IFMAP_DEPTH"] // IN, fit_out))
         ys, runs = [], []
         for start in range(0, N, group):
             xs = x[start : start + group]
@@ -383,6 +424,7 @@ class PoolCore(_Core):
         if lanes > 64:
             raise ValueError(f"the pool core has at most 64 lanes, got {lanes}")
         self.lanes = lanes
+        self.banks = 1 << (lanes - 1).bit_length()   # lane banks: LANES rounded up to a power of two
         params = {"LANES": lanes}
         for key, value in buffer_params.items():
             name = key.upper()
@@ -402,19 +444,34 @@ class PoolCore(_Core):
             raise ValueError(f"mode must be 'max' or 'avg', got {mode!r}")
         OH = out_size(H, kernel, stride, 0, what="pooling window")
         OW = out_size(W, kernel, stride, 0, what="pooling window")
-        p = self.params
-        _limit("the input map C*H*W", C * H * W, p["IFMAP_DEPTH"], "ifmap_depth")
-        _limit("the output map C*OH*OW", C * OH * OW, p["OFMAP_DEPTH"], "ofmap_depth")
+        p, lanes, lp = self.params, self.lanes, self.banks
+        CG = -(-C // lanes)             # channels per lane bank
+        _bank_limit("the input map of a lane bank, ceil(C/LANES)*H*W", CG * H * W, p["IFMAP_DEPTH"], lp,
+                    "ifmap_depth")
+        _bank_limit("the output map of a lane bank, ceil(C/LANES)*OH*OW", CG * OH * OW, p["OFMAP_DEPTH"], lp,
+                    "ofmap_depth")
         quant.check_acc_range(kernel * kernel)  # the window sum is an int32 accumulator too
         expected = cycle_model.pool_cycles(C, H, W, kernel, stride, self.lanes)
         if 2 * expected + 1000 > U32_MAX:
             raise ValueError(f"the layer needs {expected} cycles; the 32-bit counter holds "
                              f"{U32_MAX // 2 - 1000}")
         rq = quant.avg_pool_multiplier(kernel * kernel)
-        values = (C, H, W, kernel, stride, OH, OW, int(mode == "avg"), rq.mult, rq.shift)
+        values = (C, H, W, kernel, stride, OH, OW, int(mode == "avg"), rq.mult, rq.shift, H * W, stride * W)
         self._be.config(list(enumerate(values)))
-        n_out = C * OH * OW
-        out, cyc, _ = self._run(SEL_IFMAP, _batch_words(x), -(-n_out // 4), expected)
-        y = out.view(np.uint8).reshape(N, -1)[:, :n_out].view(np.int8).reshape(N, C, OH, OW)
+        # lane bank l holds channels l, l + LANES, ...; word w of bank l is at word address w*LP + l
+        xp = np.zeros((N, CG * lanes, H * W), np.int8)
+        xp[:, :C] = x.reshape(N, C, H * W)
+        banks = xp.reshape(N, CG, lanes, H * W).transpose(0, 2, 1, 3).reshape(N, lanes, CG * H * W)
+        in_words = -(-CG * H * W // 4)
+        words = np.zeros((N, in_words, lp), np.uint32)
+        bank_words = _batch_words(banks.reshape(N * lanes, -1)).reshape(N, lanes, -1)
+        words[:, :, :lanes] = bank_words.transpose(0, 2, 1)
+        out_slots = CG * OH * OW
+        out_words = -(-out_slots // 4)
+        out, cyc, _ = self._run(SEL_IFMAP, words.reshape(N, -1), np.arange(out_words * lp), expected)
+        ob = out.reshape(N, out_words, lp)[:, :, :lanes].transpose(0, 2, 1)      # (n, lane, word)
+        ob = np.ascontiguousarray(ob).view(np.uint8).reshape(N, lanes, -1)[:, :, :out_slots]
+        y = ob.reshape(N, lanes, CG, OH * OW).transpose(0, 2, 1, 3).reshape(N, CG * lanes, OH, OW)[:, :C]
+        y = np.ascontiguousarray(y).view(np.int8)
         self.last_cycles = [int(c) for c in cyc]
         return np.ascontiguousarray(y), int(cyc.sum())

@@ -11,41 +11,61 @@
 //
 // Tiles are walked filter-tile fastest, then pixel-tile (pixels in row-major (oh, ow) order). A tile takes
 // PERIOD = max(K, ROWS) cycles: K MAC steps, plus idle steps when K < ROWS so that a column's drain (ROWS
-// cycles) ends before the next tile's results arrive. Tiles are issued back to back: the drain of one tile
-// and the requantisation of its outputs overlap the fill and compute of the next, so a layer takes
-//     cycles = (T - 1) * PERIOD + K + 2*ROWS + COLS + 1,      T = ceil(OH*OW / ROWS) * ceil(F / COLS)
+// cycles) ends before the next tile's results arrive, and so that the pixel walker (below) has the ROWS
+// cycles it needs to prepare the next pixel tile. A run starts with ROWS set-up cycles (the walker prepares
+// the first pixel tile); tiles are then issued back to back, the drain and requantisation of one tile
+// overlapping the compute of the next, so a layer takes
+//     cycles = ROWS + (T - 1) * PERIOD + K + 2*ROWS + COLS + 12,   T = ceil(OH*OW / ROWS) * ceil(F / COLS)
 // counted from the cycle after `start` is sampled to the cycle `done` rises, both included (the cycles
 // `busy` is high). Buffer loading and unloading through the host ports are not counted.
-// cnnx/cycles.py holds the same formula; tests check the counter against it on every layer they run.
+// cnnx/cycles.py holds the same formula (and derives the constant); tests check the counter against it.
+//
+// Timing: no multiplier on any address path. Addresses come from counters and adders, one register stage
+// each: the tap walker (stage T: c, kh, kw and the offset c*H*W + kh*W + kw, advanced by adding 1, W or
+// H*W), per-row sums (stage A: row base + offset, ih0 + kh, iw0 + kw), the bounds check and the block-RAM
+// read (stage B), the RAM's output register (stage B2: nothing but a register follows a block RAM), the byte
+// select (stage C, the array's input register). Each row's window origin (ih0, iw0)
+// and base address come from a pixel walker that steps pixel by pixel (adding STRIDE, or STRIDE*W at the
+// end of an output row) into a staging shift register during the previous pixel tile.
+//
+// Buffers (all block RAM, registered read ports, no copy per read port):
+//   input map  one copy per PAIR of rows, each a true dual-port RAM whose two ports serve two rows (the
+//              ROWS rows read ROWS unrelated addresses every cycle: their windows sit at stride-dependent
+//              places, so no address interleaving makes them conflict-free; the host's writes are
+//              broadcast to every copy through port A while idle)
+//   weights    one bank per column (filters c, c+COLS, ... : bank c holds filter j*COLS + c's K bytes at
+//              j*K ...), all read at the same address
+//   bias       one bank per column, int32 entry j = filter j*COLS + c
+//   output     one bank per column, written in drain order: the column's n-th drained row goes to byte n
+//              (tile-major, bottom row first); the host reorders (cnnx/sim/drivers.py)
+// Banks hold WEIGHT_DEPTH / CP, BIAS_DEPTH / CP and OFMAP_DEPTH / CP (CP = COLS rounded up to a power of
+// two) bytes / entries / bytes each.
 //
 // Host interface (everything synchronous to clk):
 //   memory write port  wr_en, wr_sel (0 input map, 1 weights, 2 bias), wr_addr (32-bit word index),
-//                      wr_data: 4 bytes little-endian for the byte buffers, one int32 for the bias
-//                      input map byte (c, h, w) at c*H*W + h*W + w; weight (f, c, kh, kw) at f*K + c*KH*KW +
-//                      kh*KW + kw (PyTorch's (F, C, KH, KW) order, flattened); output (f, oh, ow) at
-//                      f*OH*OW + oh*OW + ow
+//                      wr_data: 4 bytes little-endian for the byte buffers, one int32 for the bias.
+//                      input map byte (c, h, w) at c*H*W + h*W + w; weights: word w of column bank c at
+//                      c * (WEIGHT_DEPTH/CP/4) + w; bias: entry j of bank c at c * (BIAS_DEPTH/CP) + j
 //   register port      cfg_en, cfg_addr, cfg_data: 0 C, 1 H, 2 W, 3 F, 4 KH, 5 KW, 6 STRIDE, 7 PAD, 8 OH,
-//                      9 OW, 10 MULT, 11 SHIFT, 12 RELU. OH/OW are written by the host, which computes them
-//                      with the "window must fit" rule (cnnx/shapes.py); the core does not divide.
+//                      9 OW, 10 MULT, 11 SHIFT, 12 RELU, 13 H*W, 14 STRIDE*W, 15 PAD*W + PAD.
+//                      The host computes OH/OW ("window must fit", cnnx/shapes.py) and the three products,
+//                      as a layer descriptor would: the core neither divides nor multiplies.
 //   start / busy / done  start is sampled when idle; done stays high from the end of a run to the next start
 //                      (a layer with a zero size finishes at once, without a run)
-//   read port          rd_addr (word index) -> rd_data, 4 output bytes, combinational
+//   read port          rd_addr -> rd_data one cycle later (registered): word w of output bank c at
+//                      c * (OFMAP_DEPTH/CP/4) + w
 //   cycle_count        cycles of the last (or current) run; mac_count: useful MACs (real pixel x real filter
 //                      pairs, padding taps included) of that run, for utilisation = mac_count /
 //                      (cycle_count * ROWS * COLS)
-// The buffers are plain register arrays with ROWS read ports (input map), COLS read ports (weights) and COLS
-// write ports (output map): fine for simulation and small FPGAs; a larger build would bank them (input by
-// row, weights by filter column, output by filter column), which the access pattern already allows.
 // The host must keep the registers and buffers unchanged while busy (writes are ignored then) and must make
-// every sum fit int32 (the driver checks with cnnx.quant.check_acc_range); the requantisation is quant.py's:
-// y = clamp(relu?((acc * MULT + 2**(SHIFT-1)) >>> SHIFT), -128, 127), carried in 48 bits.
+// every sum fit int32 (the driver checks with cnnx.quant.check_acc_range); requantisation: cnnx_requant.v.
 module cnnx_conv_core #(
     parameter ROWS         = 8,       // systolic array rows (output pixels per tile)
     parameter COLS         = 8,       // systolic array columns (filters per tile)
     parameter IFMAP_DEPTH  = 8192,    // input map buffer, bytes (power of two, 16 ... 65536)
-    parameter WEIGHT_DEPTH = 65536,   // weight buffer, bytes (power of two, >= the other buffers, <= 65536)
-    parameter OFMAP_DEPTH  = 8192,    // output map buffer, bytes (power of two, 16 ... 65536)
-    parameter BIAS_DEPTH   = 256      // bias buffer, int32 entries (power of two, 2 ... WEIGHT_DEPTH/4)
+    parameter WEIGHT_DEPTH = 65536,   // weight buffer, bytes, all banks (power of two, <= 65536)
+    parameter OFMAP_DEPTH  = 8192,    // output map buffer, bytes, all banks (power of two, <= 65536)
+    parameter BIAS_DEPTH   = 256      // bias buffer, int32 entries, all banks (power of two)
 ) (
     input  wire                                clk,
     input  wire                                rst,          // synchronous, active high
@@ -69,8 +89,24 @@ module cnnx_conv_core #(
     localparam WT_AW = $clog2(WEIGHT_DEPTH);
     localparam OF_AW = $clog2(OFMAP_DEPTH);
     localparam BI_AW = $clog2(BIAS_DEPTH);
-    localparam [31:0] ROWS32 = ROWS;
-    localparam [31:0] COLS32 = COLS;
+    localparam CB    = $clog2(COLS);               // bank-number bits (CP = 2**CB)
+    localparam WB_AW = WT_AW - CB;                 // byte address within a weight bank
+    localparam OB_AW = OF_AW - CB;                 // byte address within an output bank
+    localparam BB_AW = BI_AW - CB;                 // entry address within a bias bank
+    localparam D     = 17;                         // layer dimensions: up to 65536
+    localparam CW    = 20;                         // signed input coordinates (window origins, taps)
+    localparam RW    = $clog2(ROWS + 1);           // 0 ... ROWS
+    localparam NCOPY = (ROWS + 1) / 2;             // input map copies: one per pair of rows
+    localparam [31:0]   ROWS_32 = ROWS;
+    localparam [31:0]   ROWS_M1_32 = ROWS - 1;
+    localparam [31:0]   COLS_32 = COLS;
+    localparam [31:0]   RW_M1_32 = RW - 1;
+    localparam [RW-1:0] ROWS_R = ROWS_32[RW-1:0];
+    localparam [RW-1:0] ROWS_M1 = ROWS_M1_32[RW-1:0];
+    localparam [D-1:0]  COLS_D = COLS_32[D-1:0];
+    localparam [31:0]   COLS2_32 = 2 * COLS;
+    localparam [D-1:0]  COLS2_D = COLS2_32[D-1:0];
+    localparam [8:0]    COLS_9 = COLS_32[8:0];
 
     generate
         if (ROWS < 1 || COLS < 1 || ROWS > 256 || COLS > 256) begin : g_bad_array
@@ -80,218 +116,299 @@ module cnnx_conv_core #(
                 || (1 << BI_AW) != BIAS_DEPTH) begin : g_bad_pow2
             $fatal(1, "cnnx_conv_core: buffer depths must be powers of two");
         end
-        if (IF_AW < 4 || OF_AW < 4 || BI_AW < 1 || WT_AW > 16 || IF_AW > WT_AW || OF_AW > 16
-                || BI_AW > WT_AW - 2) begin : g_bad_depth
-            $fatal(1, "cnnx_conv_core: need 16 <= IFMAP_DEPTH <= WEIGHT_DEPTH <= 65536, %s",
-                   "16 <= OFMAP_DEPTH <= 65536 and 2 <= BIAS_DEPTH <= WEIGHT_DEPTH/4");
+        if (IF_AW < 4 || IF_AW > 16 || WT_AW > 16 || OF_AW > 16 || IF_AW > WT_AW || WB_AW < 3 || OB_AW < 3
+                || BB_AW < 1 || BI_AW > WT_AW - 2) begin : g_bad_depth
+            $fatal(1, "cnnx_conv_core: need 16 <= IFMAP_DEPTH <= WEIGHT_DEPTH <= 65536, OFMAP_DEPTH <= 65536, %s",
+                   "and per column bank (COLS rounded up to a power of two) >= 8 bytes and >= 2 bias entries");
         end
     endgenerate
 
-    // ---------------------------------------------------------------------------------------------------
-    // buffers
-    // ---------------------------------------------------------------------------------------------------
-    reg  [7:0]  ifmap_mem  [0:IFMAP_DEPTH-1];
-    reg  [7:0]  weight_mem [0:WEIGHT_DEPTH-1];
-    reg  [7:0]  ofmap_mem  [0:OFMAP_DEPTH-1];
-    reg  [31:0] bias_mem   [0:BIAS_DEPTH-1];
+    localparam [1:0] ST_IDLE = 2'd0;
+    localparam [1:0] ST_SETUP = 2'd1;
+    localparam [1:0] ST_RUN = 2'd2;
+    localparam [1:0] ST_FLUSH = 2'd3;
+    reg [1:0] state_reg;
+    wire idle = (state_reg == ST_IDLE);
 
     localparam [1:0] SEL_IFMAP = 2'd0;
     localparam [1:0] SEL_WEIGHT = 2'd1;
     localparam [1:0] SEL_BIAS = 2'd2;
 
-    localparam [1:0] ST_IDLE = 2'd0;
-    localparam [1:0] ST_RUN = 2'd1;
-    localparam [1:0] ST_FLUSH = 2'd2;
-    reg [1:0] state_reg;
-
-    always @(posedge clk) begin
-        // host writes land only while idle; buffers are not cleared by reset (the host reloads them)
-        if (wr_en && state_reg == ST_IDLE && !rst) begin
-            case (wr_sel)
-                SEL_IFMAP: begin
-                    ifmap_mem[{wr_addr[IF_AW-3:0], 2'd0}] <= wr_data[7:0];
-                    ifmap_mem[{wr_addr[IF_AW-3:0], 2'd1}] <= wr_data[15:8];
-                    ifmap_mem[{wr_addr[IF_AW-3:0], 2'd2}] <= wr_data[23:16];
-                    ifmap_mem[{wr_addr[IF_AW-3:0], 2'd3}] <= wr_data[31:24];
-                end
-                SEL_WEIGHT: begin
-                    weight_mem[{wr_addr, 2'd0}] <= wr_data[7:0];
-                    weight_mem[{wr_addr, 2'd1}] <= wr_data[15:8];
-                    weight_mem[{wr_addr, 2'd2}] <= wr_data[23:16];
-                    weight_mem[{wr_addr, 2'd3}] <= wr_data[31:24];
-                end
-                SEL_BIAS: bias_mem[wr_addr[BI_AW-1:0]] <= wr_data;
-                default: ;
-            endcase
-        end
-    end
-
-    assign rd_data = {ofmap_mem[{rd_addr, 2'd3}], ofmap_mem[{rd_addr, 2'd2}],
-                      ofmap_mem[{rd_addr, 2'd1}], ofmap_mem[{rd_addr, 2'd0}]};
-
     // ---------------------------------------------------------------------------------------------------
-    // configuration registers
+    // configuration registers, sized to their fields
     // ---------------------------------------------------------------------------------------------------
-    reg [31:0] c_reg, h_reg, w_reg, f_reg, kh_reg, kw_reg, stride_reg, pad_reg, oh_reg, ow_reg;
-    reg [15:0] mult_reg;
-    reg [5:0]  shift_reg;
-    reg        relu_reg;
+    reg [D-1:0]     c_reg, h_reg, w_reg, f_reg, kh_reg, kw_reg, stride_reg, pad_reg, oh_reg, ow_reg;
+    reg [15:0]      mult_reg;
+    reg [5:0]       shift_reg;
+    reg             relu_reg;
+    reg [IF_AW-1:0] hw_reg;          // H*W, STRIDE*W and PAD*W + PAD modulo the buffer: address steps
+    reg [IF_AW-1:0] sw_reg;
+    reg [IF_AW-1:0] padw_reg;
+    // the last index of each loop, registered so the walkers compare without an adder
+    reg [D-1:0]     c_m1_reg, kh_m1_reg, kw_m1_reg, ow_m1_reg, oh_m1_reg;
+    reg             c_is1_reg, kh_is1_reg, kw_is1_reg, ow_is1_reg, f_le_cols_reg;
 
     always @(posedge clk) begin
         if (rst) begin
-            c_reg <= 32'd0; h_reg <= 32'd0; w_reg <= 32'd0; f_reg <= 32'd0;
-            kh_reg <= 32'd0; kw_reg <= 32'd0; stride_reg <= 32'd0; pad_reg <= 32'd0;
-            oh_reg <= 32'd0; ow_reg <= 32'd0;
+            c_reg <= {D{1'b0}}; h_reg <= {D{1'b0}}; w_reg <= {D{1'b0}}; f_reg <= {D{1'b0}};
+            kh_reg <= {D{1'b0}}; kw_reg <= {D{1'b0}}; stride_reg <= {D{1'b0}}; pad_reg <= {D{1'b0}};
+            oh_reg <= {D{1'b0}}; ow_reg <= {D{1'b0}};
             mult_reg <= 16'd0; shift_reg <= 6'd0; relu_reg <= 1'b0;
-        end else if (cfg_en && state_reg == ST_IDLE) begin
+            hw_reg <= {IF_AW{1'b0}}; sw_reg <= {IF_AW{1'b0}}; padw_reg <= {IF_AW{1'b0}};
+        end else if (cfg_en && idle) begin
             case (cfg_addr)
-                4'd0: c_reg <= cfg_data;
-                4'd1: h_reg <= cfg_data;
-                4'd2: w_reg <= cfg_data;
-                4'd3: f_reg <= cfg_data;
-                4'd4: kh_reg <= cfg_data;
-                4'd5: kw_reg <= cfg_data;
-                4'd6: stride_reg <= cfg_data;
-                4'd7: pad_reg <= cfg_data;
-                4'd8: oh_reg <= cfg_data;
-                4'd9: ow_reg <= cfg_data;
+                4'd0: c_reg <= cfg_data[D-1:0];
+                4'd1: h_reg <= cfg_data[D-1:0];
+                4'd2: w_reg <= cfg_data[D-1:0];
+                4'd3: f_reg <= cfg_data[D-1:0];
+                4'd4: kh_reg <= cfg_data[D-1:0];
+                4'd5: kw_reg <= cfg_data[D-1:0];
+                4'd6: stride_reg <= cfg_data[D-1:0];
+                4'd7: pad_reg <= cfg_data[D-1:0];
+                4'd8: oh_reg <= cfg_data[D-1:0];
+                4'd9: ow_reg <= cfg_data[D-1:0];
                 4'd10: mult_reg <= cfg_data[15:0];
                 4'd11: shift_reg <= cfg_data[5:0];
                 4'd12: relu_reg <= cfg_data[0];
+                4'd13: hw_reg <= cfg_data[IF_AW-1:0];
+                4'd14: sw_reg <= cfg_data[IF_AW-1:0];
+                4'd15: padw_reg <= cfg_data[IF_AW-1:0];
                 default: ;
             endcase
         end
     end
+    always @(posedge clk) begin
+        // static while a run lasts; the set-up cycles give them time to settle after the last write
+        c_m1_reg <= c_reg - 1'b1;
+        kh_m1_reg <= kh_reg - 1'b1;
+        kw_m1_reg <= kw_reg - 1'b1;
+        ow_m1_reg <= ow_reg - 1'b1;
+        oh_m1_reg <= oh_reg - 1'b1;
+        c_is1_reg <= (c_reg == 1);
+        kh_is1_reg <= (kh_reg == 1);
+        kw_is1_reg <= (kw_reg == 1);
+        ow_is1_reg <= (ow_reg == 1);
+        f_le_cols_reg <= (f_reg <= COLS_D);
+    end
 
-    // derived layer sizes
-    wire [31:0] khw = kh_reg * kw_reg;
-    wire [31:0] k_len = c_reg * khw;                       // K: MAC steps per output
-    wire [IF_AW-1:0] hw = h_reg[IF_AW-1:0] * w_reg[IF_AW-1:0];   // only its address use, modulo the buffer
-    wire [31:0] n_pix = oh_reg * ow_reg;                   // P: output pixels per filter
-    wire [31:0] period = (k_len < ROWS32) ? ROWS32 : k_len;
+    wire empty_layer = (c_reg == 0) || (kh_reg == 0) || (kw_reg == 0) || (f_reg == 0) || (oh_reg == 0)
+                       || (ow_reg == 0);
+    wire start_run = idle && start && !empty_layer;
 
     // ---------------------------------------------------------------------------------------------------
-    // the tile walker and address generator
+    // the pixel walker: the window origin (ih0, iw0), base address ih0*W + iw0 and validity of one output
+    // pixel per step, shifted into a staging register; ROWS steps per pixel tile
     // ---------------------------------------------------------------------------------------------------
-    reg [31:0]       t_reg;            // step within the tile (the MAC step k while t < K)
-    reg [31:0]       tkw_reg;          // kernel column of step t
-    reg [31:0]       tkh_reg;          // kernel row of step t
-    reg [IF_AW-1:0]  koff_reg;         // c*H*W + kh*W + kw of step t, the part of the address common to rows
-    reg [31:0]       p0_reg;           // first output pixel of the tile
-    reg [31:0]       boh_reg;          // ... its (oh, ow)
-    reg [31:0]       bow_reg;
-    reg [31:0]       f0_reg;           // first filter of the tile
-    reg [31:0]       tiles_issued_reg;
-    reg [31:0]       tiles_drained_reg;
-    reg [31:0]       cycle_reg;
-    reg [31:0]       mac_reg;
-    reg              done_reg;
+    reg [D-1:0]              pw_oh_reg, pw_ow_reg;
+    reg signed [CW-1:0]      pw_ih0_reg, pw_iw0_reg;
+    reg [IF_AW-1:0]          pw_row_reg;      // base address of the first pixel of this output row
+    reg [IF_AW-1:0]          pw_base_reg;
+    reg                      pw_valid_reg;    // oh < OH
+    reg [RW-1:0]             pw_cnt_reg;      // steps taken for the tile being prepared (ROWS: finished)
+
+    reg [ROWS*CW-1:0]        st_ih0_reg, st_iw0_reg;
+    reg [ROWS*IF_AW-1:0]     st_base_reg;
+    reg [ROWS-1:0]           st_valid_reg;
+    reg [RW-1:0]             st_rows_reg;     // valid pixels staged so far
+
+    wire pw_step = (state_reg == ST_SETUP || state_reg == ST_RUN) && (pw_cnt_reg != ROWS_R);
+    reg  pw_ow_last_reg;                      // pw_ow_reg == OW - 1, registered with it
+    wire pw_wrap = pw_ow_last_reg;
+
+    // the staging register as it is after this cycle's step (a new pixel tile may take it in this cycle)
+    wire [ROWS*CW-1:0]    st_ih0_next;
+    wire [ROWS*CW-1:0]    st_iw0_next;
+    wire [ROWS*IF_AW-1:0] st_base_next;
+    wire [ROWS-1:0]       st_valid_next;
+    wire [RW-1:0]         st_rows_next = st_rows_reg + {{(RW-1){1'b0}}, pw_step & pw_valid_reg};
+    generate
+        if (ROWS == 1) begin : g_st1
+            assign st_ih0_next = pw_step ? pw_ih0_reg : st_ih0_reg;
+            assign st_iw0_next = pw_step ? pw_iw0_reg : st_iw0_reg;
+            assign st_base_next = pw_step ? pw_base_reg : st_base_reg;
+            assign st_valid_next = pw_step ? pw_valid_reg : st_valid_reg;
+        end else begin : g_stn
+            assign st_ih0_next = pw_step ? {pw_ih0_reg, st_ih0_reg[ROWS*CW-1:CW]} : st_ih0_reg;
+            assign st_iw0_next = pw_step ? {pw_iw0_reg, st_iw0_reg[ROWS*CW-1:CW]} : st_iw0_reg;
+            assign st_base_next = pw_step ? {pw_base_reg, st_base_reg[ROWS*IF_AW-1:IF_AW]} : st_base_reg;
+            assign st_valid_next = pw_step ? {pw_valid_reg, st_valid_reg[ROWS-1:1]} : st_valid_reg;
+        end
+    endgenerate
+
+    // the rows of the tile being computed
+    reg [ROWS*CW-1:0]     act_ih0_reg, act_iw0_reg;
+    reg [ROWS*IF_AW-1:0]  act_base_reg;
+    reg [ROWS-1:0]        act_valid_reg;
+    reg [RW-1:0]          act_rows_reg;
+
+    // ---------------------------------------------------------------------------------------------------
+    // the tap walker (stage T) and the tile sequence
+    // ---------------------------------------------------------------------------------------------------
+    reg [D-1:0]       tc_reg, tkh_reg, tkw_reg;
+    reg [IF_AW-1:0]   koff_reg, koff_row_reg, koff_chan_reg;
+    reg               feed_reg;          // stage T carries a MAC step
+    reg               first_reg;         // ... the first of the tile
+    reg [RW-1:0]      tsat_reg;          // step within the tile, saturating at ROWS - 1
+    reg [WB_AW-1:0]   wt_addr_reg;       // byte address of this step's weight in every column bank
+    reg [D-1:0]       frem_reg;          // filters from this tile's first to the last (F - f0)
+    reg [16:0]        tiles_issued_reg;
+    reg [16:0]        tiles_done_reg;
+    reg [31:0]        cycle_reg;
+    reg [31:0]        mac_reg;
+    reg               done_reg;
 
     wire running = (state_reg == ST_RUN);
-    wire empty_layer = (k_len == 32'd0) || (n_pix == 32'd0) || (f_reg == 32'd0);
-    wire feeding = running && (t_reg < k_len);
-    wire tile_end = running && (t_reg == period - 32'd1);
-    wire last_ftile = (f0_reg + COLS32 >= f_reg);
-    wire last_ptile = (p0_reg + ROWS32 >= n_pix);
+    // "last index" flags, registered with their counters, so the control decisions that fan out to hundreds
+    // of enables start from registers rather than from 17-bit comparators
+    reg  kw_last_reg, kh_last_reg, c_last_reg, lastf_reg;
+    wire last_tap = kw_last_reg && kh_last_reg && c_last_reg;
+    wire tile_end = running && (!feed_reg || last_tap) && (tsat_reg == ROWS_M1);
+    wire last_ftile = lastf_reg;            // frem_reg <= COLS
+    wire setup_end = (state_reg == ST_SETUP) && (pw_cnt_reg == ROWS_M1);
+    // a new pixel tile starts after this cycle (not after the last one: the staged rows are then empty)
+    wire new_ptile = setup_end || (tile_end && last_ftile && st_valid_next[0]);
+    wire last_tile = tile_end && last_ftile && !st_valid_next[0];
 
-
-    // address offsets that move koff from one (c, kh, kw) step to the next
-    localparam [IF_AW-1:0] IF_ONE = 1;
-    wire [IF_AW-1:0] d_next_kh = w_reg[IF_AW-1:0] - kw_reg[IF_AW-1:0] + IF_ONE;
-    wire [IF_AW-1:0] d_next_c = hw - (kh_reg[IF_AW-1:0] - IF_ONE) * w_reg[IF_AW-1:0]
-                                - kw_reg[IF_AW-1:0] + IF_ONE;
-
-    wire [ROWS*8-1:0] a_feed_next;
-    wire [ROWS-1:0]   row_valid;
-    genvar r, c;
-    generate
-        for (r = 0; r < ROWS; r = r + 1) begin : g_rowaddr
-            // (oh, ow) of this row: a chain of "next pixel" steps from the tile's first pixel (no divider)
-            wire [31:0] oh_cur;
-            wire [31:0] ow_cur;
-            if (r == 0) begin : g_first
-                assign oh_cur = boh_reg;
-                assign ow_cur = bow_reg;
-            end else begin : g_next
-                assign oh_cur = g_rowaddr[r-1].oh_nxt;
-                assign ow_cur = g_rowaddr[r-1].ow_nxt;
-            end
-            wire wrap = (ow_cur + 32'd1 == ow_reg);
-            wire [31:0] oh_nxt = wrap ? oh_cur + 32'd1 : oh_cur;
-            wire [31:0] ow_nxt = wrap ? 32'd0 : ow_cur + 32'd1;
-            // top-left input coordinate of this row's window, and of the current tap (may be in the padding)
-            wire signed [31:0] ih0 = $signed(oh_cur * stride_reg) - $signed(pad_reg);
-            wire signed [31:0] iw0 = $signed(ow_cur * stride_reg) - $signed(pad_reg);
-            wire signed [31:0] ih = ih0 + $signed(tkh_reg);
-            wire signed [31:0] iw = iw0 + $signed(tkw_reg);
-            wire in_bounds = (ih >= 0) && (ih < $signed(h_reg)) && (iw >= 0) && (iw < $signed(w_reg));
-            wire [IF_AW-1:0] addr = ih0[IF_AW-1:0] * w_reg[IF_AW-1:0] + iw0[IF_AW-1:0] + koff_reg;
-            assign row_valid[r] = (oh_cur < oh_reg);
-            assign a_feed_next[r*8 +: 8] = (feeding && row_valid[r] && in_bounds) ? ifmap_mem[addr] : 8'd0;
-        end
-    endgenerate
-
-    // the pixel after the tile's last row starts the next pixel tile
-    wire [31:0] next_boh;
-    wire [31:0] next_bow;
-    generate
-        if (ROWS >= 1) begin : g_next_base
-            assign next_boh = g_rowaddr[ROWS-1].oh_nxt;
-            assign next_bow = g_rowaddr[ROWS-1].ow_nxt;
-        end else begin : g_no_rows
-            assign next_boh = 32'd0;
-            assign next_bow = 32'd0;
-        end
-    endgenerate
-
-    wire [COLS*8-1:0] w_feed_next;
-    generate
-        for (c = 0; c < COLS; c = c + 1) begin : g_coladdr
-            localparam [WT_AW-1:0] COL_OFF = c;
-            wire col_valid = (f0_reg + c < f_reg);
-            wire [WT_AW-1:0] addr = (f0_reg[WT_AW-1:0] + COL_OFF) * k_len[WT_AW-1:0] + t_reg[WT_AW-1:0];
-            assign w_feed_next[c*8 +: 8] = (feeding && col_valid) ? weight_mem[addr] : 8'd0;
-        end
-    endgenerate
-
-    // useful MACs of one step of this tile: real pixels x real filters
-    wire [31:0] rows_used = last_ptile ? n_pix - p0_reg : ROWS32;
-    wire [31:0] cols_used = last_ftile ? f_reg - f0_reg : COLS32;
-    wire [31:0] macs_per_step = rows_used * cols_used;
-
-    // operands of the array, registered (the buffers' synchronous read)
-    reg [ROWS*8-1:0] a_feed_reg;
-    reg [COLS*8-1:0] w_feed_reg;
-    reg              valid_feed_reg;
-    reg              first_feed_reg;
-    reg              last_feed_reg;
-
-    wire [COLS*32-1:0] drain_data;
-    wire [COLS-1:0]    drain_first;
-    wire               last_col_tile_done;
+    // MACs per step of this tile (real rows x real columns), by shift-and-add over the first MM_STEPS
+    // cycles of the tile (MM_STEPS = bits of the row count <= ROWS <= PERIOD); the MAC counter adds it to
+    // the steps MM_STEPS cycles late
+    localparam MM_STEPS = RW;
+    localparam MW = RW + 9;
+    localparam [RW-1:0] MM_LAST = RW_M1_32[RW-1:0];
+    wire [8:0]    cols_used = last_ftile ? frem_reg[8:0] : COLS_9;
+    reg  [MW-1:0] mm_acc_reg;
+    reg  [MW-1:0] step_macs_reg;
+    reg           mm_done_reg;       // step_macs_reg holds this tile's value (tsat may saturate early)
+    reg  [MM_STEPS-1:0] feed_dly_reg;
+    wire [RW-1:0] mm_onehot = {{(RW-1){1'b0}}, 1'b1} << tsat_reg;
+    wire          mm_bit = |(act_rows_reg & mm_onehot);
+    wire [MW-1:0] mm_part = mm_bit ? ({{(MW-9){1'b0}}, cols_used} << tsat_reg) : {MW{1'b0}};
+    wire [MW-1:0] mm_next = (tsat_reg == 0 ? {MW{1'b0}} : mm_acc_reg) + mm_part;
+    wire [MM_STEPS:0] feed_dly_next = {feed_dly_reg, feed_reg};
+    wire          unused_bits = feed_dly_next[MM_STEPS] ^ (^cfg_data[31:D]);
 
     always @(posedge clk) begin
         if (rst) begin
             state_reg <= ST_IDLE;
-            t_reg <= 32'd0; tkw_reg <= 32'd0; tkh_reg <= 32'd0; koff_reg <= {IF_AW{1'b0}};
-            p0_reg <= 32'd0; boh_reg <= 32'd0; bow_reg <= 32'd0; f0_reg <= 32'd0;
-            tiles_issued_reg <= 32'd0; tiles_drained_reg <= 32'd0;
-            cycle_reg <= 32'd0; mac_reg <= 32'd0; done_reg <= 1'b0;
-            a_feed_reg <= {(ROWS*8){1'b0}};
-            w_feed_reg <= {(COLS*8){1'b0}};
-            valid_feed_reg <= 1'b0; first_feed_reg <= 1'b0; last_feed_reg <= 1'b0;
+            done_reg <= 1'b0;
+            cycle_reg <= 32'd0;
+            mac_reg <= 32'd0;
+            feed_reg <= 1'b0;
+            first_reg <= 1'b0;
+            pw_cnt_reg <= ROWS_R;
+            feed_dly_reg <= {MM_STEPS{1'b0}};
+            tiles_issued_reg <= 17'd0;
         end else begin
-            a_feed_reg <= a_feed_next;
-            w_feed_reg <= w_feed_next;
-            valid_feed_reg <= feeding;
-            first_feed_reg <= feeding && (t_reg == 32'd0);
-            last_feed_reg <= feeding && (t_reg == k_len - 32'd1);
-            if (state_reg != ST_IDLE) begin
+            if (!idle) begin
                 cycle_reg <= cycle_reg + 32'd1;
             end
-            if (last_col_tile_done) begin
-                tiles_drained_reg <= tiles_drained_reg + 32'd1;
+            feed_dly_reg <= feed_dly_next[MM_STEPS-1:0];
+            if (feed_dly_reg[MM_STEPS-1]) begin
+                mac_reg <= mac_reg + {{(32-MW){1'b0}}, step_macs_reg};
             end
+            if (running && !mm_done_reg) begin
+                mm_acc_reg <= mm_next;
+                if (tsat_reg == MM_LAST) begin
+                    step_macs_reg <= mm_next;
+                    mm_done_reg <= 1'b1;
+                end
+            end
+            if (tile_end || setup_end) begin
+                mm_done_reg <= 1'b0;
+            end
+
+            // the pixel walker
+            if (pw_step) begin
+                pw_cnt_reg <= pw_cnt_reg + 1'b1;
+                st_ih0_reg <= st_ih0_next;
+                st_iw0_reg <= st_iw0_next;
+                st_base_reg <= st_base_next;
+                st_valid_reg <= st_valid_next;
+                st_rows_reg <= st_rows_next;
+                if (pw_wrap) begin
+                    pw_ow_reg <= {D{1'b0}};
+                    pw_ow_last_reg <= ow_is1_reg;
+                    pw_oh_reg <= pw_oh_reg + 1'b1;
+                    if (pw_oh_reg == oh_m1_reg) begin
+                        pw_valid_reg <= 1'b0;
+                    end
+                    pw_ih0_reg <= pw_ih0_reg + $signed({{(CW-D){1'b0}}, stride_reg});
+                    pw_iw0_reg <= -$signed({{(CW-D){1'b0}}, pad_reg});
+                    pw_row_reg <= pw_row_reg + sw_reg;
+                    pw_base_reg <= pw_row_reg + sw_reg;
+                end else begin
+                    pw_ow_reg <= pw_ow_reg + 1'b1;
+                    pw_ow_last_reg <= (pw_ow_reg + 1'b1 == ow_m1_reg);
+                    pw_iw0_reg <= pw_iw0_reg + $signed({{(CW-D){1'b0}}, stride_reg});
+                    pw_base_reg <= pw_base_reg + stride_reg[IF_AW-1:0];
+                end
+            end
+            if (new_ptile) begin
+                act_ih0_reg <= st_ih0_next;
+                act_iw0_reg <= st_iw0_next;
+                act_base_reg <= st_base_next;
+                act_valid_reg <= st_valid_next;
+                act_rows_reg <= st_rows_next;
+                pw_cnt_reg <= {RW{1'b0}};
+                st_rows_reg <= {RW{1'b0}};
+            end
+
+            // the tap walker
+            if (running) begin
+                if (tile_end) begin
+                    tiles_issued_reg <= tiles_issued_reg + 17'd1;
+                    tc_reg <= {D{1'b0}}; tkh_reg <= {D{1'b0}}; tkw_reg <= {D{1'b0}};
+                    koff_reg <= {IF_AW{1'b0}}; koff_row_reg <= {IF_AW{1'b0}}; koff_chan_reg <= {IF_AW{1'b0}};
+                    tsat_reg <= {RW{1'b0}};
+                    feed_reg <= !last_tile;
+                    first_reg <= !last_tile;
+                    kw_last_reg <= kw_is1_reg; kh_last_reg <= kh_is1_reg; c_last_reg <= c_is1_reg;
+                    if (last_ftile) begin
+                        frem_reg <= f_reg;
+                        lastf_reg <= f_le_cols_reg;
+                        wt_addr_reg <= {WB_AW{1'b0}};
+                    end else begin
+                        lastf_reg <= (frem_reg <= COLS2_D);
+                        frem_reg <= frem_reg - COLS_D;
+                        if (feed_reg) begin
+                            wt_addr_reg <= wt_addr_reg + 1'b1;
+                        end
+                    end
+                end else begin
+                    if (tsat_reg != ROWS_M1) begin
+                        tsat_reg <= tsat_reg + 1'b1;
+                    end
+                    first_reg <= 1'b0;
+                    if (feed_reg) begin
+                        wt_addr_reg <= wt_addr_reg + 1'b1;
+                        if (last_tap) begin
+                            feed_reg <= 1'b0;
+                        end else if (!kw_last_reg) begin
+                            tkw_reg <= tkw_reg + 1'b1;
+                            kw_last_reg <= (tkw_reg + 1'b1 == kw_m1_reg);
+                            koff_reg <= koff_reg + 1'b1;
+                        end else if (!kh_last_reg) begin
+                            tkw_reg <= {D{1'b0}};
+                            kw_last_reg <= kw_is1_reg;
+                            tkh_reg <= tkh_reg + 1'b1;
+                            kh_last_reg <= (tkh_reg + 1'b1 == kh_m1_reg);
+                            koff_row_reg <= koff_row_reg + w_reg[IF_AW-1:0];
+                            koff_reg <= koff_row_reg + w_reg[IF_AW-1:0];
+                        end else begin
+                            tkw_reg <= {D{1'b0}};
+                            tkh_reg <= {D{1'b0}};
+                            kw_last_reg <= kw_is1_reg;
+                            kh_last_reg <= kh_is1_reg;
+                            tc_reg <= tc_reg + 1'b1;
+                            c_last_reg <= (tc_reg + 1'b1 == c_m1_reg);
+                            koff_chan_reg <= koff_chan_reg + hw_reg;
+                            koff_row_reg <= koff_chan_reg + hw_reg;
+                            koff_reg <= koff_chan_reg + hw_reg;
+                        end
+                    end
+                end
+            end
+
             case (state_reg)
                 ST_IDLE: begin
                     if (start && empty_layer) begin
@@ -300,70 +417,207 @@ module cnnx_conv_core #(
                         cycle_reg <= 32'd0;
                         mac_reg <= 32'd0;
                     end else if (start) begin
-                        state_reg <= ST_RUN;
+                        state_reg <= ST_SETUP;
                         done_reg <= 1'b0;
-                        t_reg <= 32'd0; tkw_reg <= 32'd0; tkh_reg <= 32'd0; koff_reg <= {IF_AW{1'b0}};
-                        p0_reg <= 32'd0; boh_reg <= 32'd0; bow_reg <= 32'd0; f0_reg <= 32'd0;
-                        tiles_issued_reg <= 32'd0; tiles_drained_reg <= 32'd0;
-                        cycle_reg <= 32'd0; mac_reg <= 32'd0;
+                        cycle_reg <= 32'd0;
+                        mac_reg <= 32'd0;
+                        pw_cnt_reg <= {RW{1'b0}};
+                        pw_oh_reg <= {D{1'b0}};
+                        pw_ow_reg <= {D{1'b0}};
+                        pw_ow_last_reg <= ow_is1_reg;
+                        pw_ih0_reg <= -$signed({{(CW-D){1'b0}}, pad_reg});
+                        pw_iw0_reg <= -$signed({{(CW-D){1'b0}}, pad_reg});
+                        pw_row_reg <= -padw_reg;
+                        pw_base_reg <= -padw_reg;
+                        pw_valid_reg <= 1'b1;
+                        st_rows_reg <= {RW{1'b0}};
+                        st_valid_reg <= {ROWS{1'b0}};
+                        tiles_issued_reg <= 17'd0;
+                    end
+                end
+                ST_SETUP: begin
+                    if (setup_end) begin
+                        state_reg <= ST_RUN;
+                        tc_reg <= {D{1'b0}}; tkh_reg <= {D{1'b0}}; tkw_reg <= {D{1'b0}};
+                        koff_reg <= {IF_AW{1'b0}}; koff_row_reg <= {IF_AW{1'b0}};
+                        koff_chan_reg <= {IF_AW{1'b0}};
+                        tsat_reg <= {RW{1'b0}};
+                        feed_reg <= 1'b1;
+                        first_reg <= 1'b1;
+                        frem_reg <= f_reg;
+                        lastf_reg <= f_le_cols_reg;
+                        kw_last_reg <= kw_is1_reg; kh_last_reg <= kh_is1_reg; c_last_reg <= c_is1_reg;
+                        wt_addr_reg <= {WB_AW{1'b0}};
                     end
                 end
                 ST_RUN: begin
-                    if (feeding) begin
-                        mac_reg <= mac_reg + macs_per_step;
-                    end
-                    if (tile_end) begin
-                        t_reg <= 32'd0; tkw_reg <= 32'd0; tkh_reg <= 32'd0; koff_reg <= {IF_AW{1'b0}};
-                        tiles_issued_reg <= tiles_issued_reg + 32'd1;
-                        if (last_ftile) begin
-                            f0_reg <= 32'd0;
-                            p0_reg <= p0_reg + ROWS32;
-                            boh_reg <= next_boh;
-                            bow_reg <= next_bow;
-                            if (last_ptile) begin
-                                state_reg <= ST_FLUSH;
-                            end
-                        end else begin
-                            f0_reg <= f0_reg + COLS32;
-                        end
-                    end else begin
-                        t_reg <= t_reg + 32'd1;
-                        if (feeding) begin
-                            if (tkw_reg + 32'd1 == kw_reg) begin
-                                tkw_reg <= 32'd0;
-                                if (tkh_reg + 32'd1 == kh_reg) begin
-                                    tkh_reg <= 32'd0;
-                                    koff_reg <= koff_reg + d_next_c;
-                                end else begin
-                                    tkh_reg <= tkh_reg + 32'd1;
-                                    koff_reg <= koff_reg + d_next_kh;
-                                end
-                            end else begin
-                                tkw_reg <= tkw_reg + 32'd1;
-                                koff_reg <= koff_reg + IF_ONE;
-                            end
-                        end
+                    if (last_tile) begin
+                        state_reg <= ST_FLUSH;
                     end
                 end
-                ST_FLUSH: begin
-                    if (tiles_drained_reg == tiles_issued_reg) begin
+                default: begin   // ST_FLUSH: until the last tile's outputs are written
+                    if (tiles_done_reg == tiles_issued_reg) begin
                         state_reg <= ST_IDLE;
                         done_reg <= 1'b1;
                     end
                 end
-                default: state_reg <= ST_IDLE;
             endcase
         end
     end
 
-    assign busy = (state_reg != ST_IDLE);
+    assign busy = !idle;
     assign done = done_reg;
     assign cycle_count = cycle_reg;
     assign mac_count = mac_reg;
 
     // ---------------------------------------------------------------------------------------------------
+    // stage A: per-row address and tap coordinates; stage B: bounds check and block-RAM read; stage C:
+    // byte select into the array's input registers
+    // ---------------------------------------------------------------------------------------------------
+    reg               a_feed_reg, a_first_reg, a_last_reg;
+    reg [ROWS*IF_AW-1:0] a_addr_reg;
+    reg [ROWS*CW-1:0] a_ih_reg, a_iw_reg;
+    reg [ROWS-1:0]    a_rv_reg;
+    reg [WB_AW-1:0]   a_wt_addr_reg;
+    reg [COLS-1:0]    a_cv_reg;
+
+    reg               b_feed_reg, b_first_reg, b_last_reg;
+    reg [ROWS-1:0]    b_inb_reg;
+    reg [ROWS*2-1:0]  b_lane_reg;
+    reg [1:0]         b_wlane_reg;
+    reg [COLS-1:0]    b_cv_reg;
+    // stage B2: the RAMs' output register (cnnx_ram_*'s second read cycle)
+    reg               b2_feed_reg, b2_first_reg, b2_last_reg;
+    reg [ROWS-1:0]    b2_inb_reg;
+    reg [ROWS*2-1:0]  b2_lane_reg;
+    reg [1:0]         b2_wlane_reg;
+    reg [COLS-1:0]    b2_cv_reg;
+    wire [ROWS*32-1:0] b_word;
+    wire [COLS*32-1:0] b_wword;
+
+    reg [ROWS*8-1:0]  a_feed_q;
+    reg [COLS*8-1:0]  w_feed_q;
+    reg               valid_feed_q, first_feed_q, last_feed_q;
+
+    wire signed [CW-1:0] h_s = $signed({{(CW-D){1'b0}}, h_reg});
+    wire signed [CW-1:0] w_s = $signed({{(CW-D){1'b0}}, w_reg});
+
+    genvar r, c;
+    generate
+        for (r = 0; r < ROWS; r = r + 1) begin : g_row
+            wire signed [CW-1:0] ih = $signed(a_ih_reg[r*CW +: CW]);
+            wire signed [CW-1:0] iw = $signed(a_iw_reg[r*CW +: CW]);
+            always @(posedge clk) begin
+                a_addr_reg[r*IF_AW +: IF_AW] <= act_base_reg[r*IF_AW +: IF_AW] + koff_reg;
+                a_ih_reg[r*CW +: CW] <= act_ih0_reg[r*CW +: CW] + {{(CW-D){1'b0}}, tkh_reg};
+                a_iw_reg[r*CW +: CW] <= act_iw0_reg[r*CW +: CW] + {{(CW-D){1'b0}}, tkw_reg};
+                a_rv_reg[r] <= act_valid_reg[r];
+                b_inb_reg[r] <= a_feed_reg && a_rv_reg[r] && (ih >= 0) && (ih < h_s) && (iw >= 0)
+                                && (iw < w_s);
+                b_lane_reg[r*2 +: 2] <= a_addr_reg[r*IF_AW +: 2];
+                b2_inb_reg[r] <= b_inb_reg[r];
+                b2_lane_reg[r*2 +: 2] <= b_lane_reg[r*2 +: 2];
+                case (b2_lane_reg[r*2 +: 2])
+                    2'd0: a_feed_q[r*8 +: 8] <= b2_inb_reg[r] ? b_word[r*32 +: 8] : 8'd0;
+                    2'd1: a_feed_q[r*8 +: 8] <= b2_inb_reg[r] ? b_word[r*32 + 8 +: 8] : 8'd0;
+                    2'd2: a_feed_q[r*8 +: 8] <= b2_inb_reg[r] ? b_word[r*32 + 16 +: 8] : 8'd0;
+                    default: a_feed_q[r*8 +: 8] <= b2_inb_reg[r] ? b_word[r*32 + 24 +: 8] : 8'd0;
+                endcase
+            end
+        end
+
+        // the input map copies: rows 2k (port A) and 2k+1 (port B); port A takes the host's writes
+        for (r = 0; r < NCOPY; r = r + 1) begin : g_icopy
+            wire [IF_AW-3:0] a_port_addr = idle ? wr_addr[IF_AW-3:0] : a_addr_reg[2*r*IF_AW + 2 +: IF_AW-2];
+            wire [IF_AW-3:0] b_port_addr;
+            wire [31:0]      b_port_data;
+            if (2 * r + 1 < ROWS) begin : g_pair
+                assign b_port_addr = a_addr_reg[(2*r+1)*IF_AW + 2 +: IF_AW-2];
+                assign b_word[(2*r+1)*32 +: 32] = b_port_data;
+            end else begin : g_single
+                assign b_port_addr = {(IF_AW-2){1'b0}};
+                wire unused_b = ^b_port_data;
+            end
+            cnnx_ram_dp #(
+                .WIDTH(32),
+                .DEPTH(IFMAP_DEPTH / 4)
+            ) u_ifmap (
+                .clk(clk),
+                .a_we(wr_en && idle && !rst && wr_sel == SEL_IFMAP),
+                .a_addr(a_port_addr),
+                .a_wdata(wr_data),
+                .a_rdata(b_word[2*r*32 +: 32]),
+                .b_addr(b_port_addr),
+                .b_rdata(b_port_data)
+            );
+        end
+
+        for (c = 0; c < COLS; c = c + 1) begin : g_col
+            always @(posedge clk) begin
+                a_cv_reg[c] <= (frem_reg > c);
+                b_cv_reg[c] <= a_feed_reg && a_cv_reg[c];
+                b2_cv_reg[c] <= b_cv_reg[c];
+                case (b2_wlane_reg)
+                    2'd0: w_feed_q[c*8 +: 8] <= b2_cv_reg[c] ? b_wword[c*32 +: 8] : 8'd0;
+                    2'd1: w_feed_q[c*8 +: 8] <= b2_cv_reg[c] ? b_wword[c*32 + 8 +: 8] : 8'd0;
+                    2'd2: w_feed_q[c*8 +: 8] <= b2_cv_reg[c] ? b_wword[c*32 + 16 +: 8] : 8'd0;
+                    default: w_feed_q[c*8 +: 8] <= b2_cv_reg[c] ? b_wword[c*32 + 24 +: 8] : 8'd0;
+                endcase
+            end
+            wire bank_sel;
+            if (CB == 0) begin : g_one_bank
+                assign bank_sel = 1'b1;
+            end else begin : g_banks
+                localparam [CB-1:0] BANK = c;
+                assign bank_sel = (wr_addr[WB_AW-2 +: CB] == BANK);
+            end
+            cnnx_ram_sdp #(
+                .WIDTH(32),
+                .DEPTH(WEIGHT_DEPTH / (1 << CB) / 4),
+                .OUT_REG(1)
+            ) u_weight (
+                .clk(clk),
+                .we({4{wr_en && idle && !rst && wr_sel == SEL_WEIGHT && bank_sel}}),
+                .waddr(wr_addr[WB_AW-3:0]),
+                .wdata(wr_data),
+                .re(1'b1),
+                .raddr(a_wt_addr_reg[WB_AW-1:2]),
+                .rdata(b_wword[c*32 +: 32])
+            );
+        end
+    endgenerate
+
+    always @(posedge clk) begin
+        if (rst) begin
+            a_feed_reg <= 1'b0; a_first_reg <= 1'b0; a_last_reg <= 1'b0;
+            b_feed_reg <= 1'b0; b_first_reg <= 1'b0; b_last_reg <= 1'b0;
+            b2_feed_reg <= 1'b0; b2_first_reg <= 1'b0; b2_last_reg <= 1'b0;
+            valid_feed_q <= 1'b0; first_feed_q <= 1'b0; last_feed_q <= 1'b0;
+        end else begin
+            a_feed_reg <= feed_reg;
+            a_first_reg <= feed_reg && first_reg;
+            a_last_reg <= feed_reg && last_tap;
+            b_feed_reg <= a_feed_reg;
+            b_first_reg <= a_first_reg;
+            b_last_reg <= a_last_reg;
+            b2_feed_reg <= b_feed_reg;
+            b2_first_reg <= b_first_reg;
+            b2_last_reg <= b_last_reg;
+            valid_feed_q <= b2_feed_reg;
+            first_feed_q <= b2_first_reg;
+            last_feed_q <= b2_last_reg;
+        end
+        a_wt_addr_reg <= wt_addr_reg;
+        b_wlane_reg <= a_wt_addr_reg[1:0];
+        b2_wlane_reg <= b_wlane_reg;
+    end
+
+    // ---------------------------------------------------------------------------------------------------
     // the array
     // ---------------------------------------------------------------------------------------------------
+    wire [COLS*32-1:0] drain_data;
+    wire [COLS-1:0]    drain_first;
+
     cnnx_systolic_array #(
         .ROWS(ROWS),
         .COLS(COLS),
@@ -372,80 +626,156 @@ module cnnx_conv_core #(
     ) u_array (
         .clk(clk),
         .rst(rst),
-        .a_west(a_feed_reg),
-        .w_north(w_feed_reg),
-        .valid(valid_feed_reg),
-        .first(first_feed_reg),
-        .last(last_feed_reg),
+        .a_west(a_feed_q),
+        .w_north(w_feed_q),
+        .valid(valid_feed_q),
+        .first(first_feed_q),
+        .last(last_feed_q),
         .drain_data(drain_data),
         .drain_first(drain_first)
     );
 
     // ---------------------------------------------------------------------------------------------------
-    // the output writers: one per column, bias + requantisation + write, one row per cycle
+    // the output writers: one per column, drain register, bias, requantisation, write; one row per cycle.
+    // Column c's n-th drained row of the run goes to byte n of its output bank.
     // ---------------------------------------------------------------------------------------------------
-    localparam [31:0] ROWS_M1 = ROWS - 1;
-    wire [COLS-1:0]    wr_out;
-    wire [COLS*OF_AW-1:0] out_addr;
-    wire [COLS*8-1:0]  out_val;
-    wire [COLS-1:0]    col_tile_done;
-    wire [47:0]        round_half = {47'd0, 1'b1} << (shift_reg - 6'd1);
+    wire [COLS-1:0] col_tile_done;
+    wire [COLS*32-1:0] rq_words;
+    wire [COLS*4-1:0]  rq_we;
+    wire [COLS*(OB_AW-2)-1:0] rq_waddr;
 
     generate
         for (c = 0; c < COLS; c = c + 1) begin : g_writer
-            reg        busy_w_reg;
-            reg [31:0] j_reg;          // rows of the tile already written
-            reg [31:0] wp0_reg;        // the drained tile's first pixel and first filter
-            reg [31:0] wf0_reg;
-            wire active = drain_first[c] | busy_w_reg;
-            wire [31:0] j = drain_first[c] ? 32'd0 : j_reg;
-            wire [31:0] pix = wp0_reg + (ROWS_M1 - j);        // the bottom row leaves first
-            wire [31:0] filt = wf0_reg + c;
-            wire signed [31:0] bias = $signed(bias_mem[filt[BI_AW-1:0]]);
-            wire signed [31:0] acc = $signed(drain_data[c*32 +: 32]) + bias;
-            wire signed [47:0] scaled = {{16{acc[31]}}, acc} * $signed({32'd0, mult_reg});
-            wire signed [47:0] shifted = (scaled + $signed(round_half)) >>> shift_reg;
-            wire signed [47:0] rectified = (relu_reg && shifted < 0) ? 48'sd0 : shifted;
-            wire [7:0] sat = (rectified > 48'sd127) ? 8'd127 :
-                             (rectified < -48'sd128) ? 8'h80 : rectified[7:0];
-            assign col_tile_done[c] = active && (j == ROWS_M1);
-            assign wr_out[c] = active && (pix < n_pix) && (filt < f_reg);
-            assign out_addr[c*OF_AW +: OF_AW] = filt[OF_AW-1:0] * n_pix[OF_AW-1:0] + pix[OF_AW-1:0];
-            assign out_val[c*8 +: 8] = sat;
+            reg              busy_w_reg;
+            reg [RW-1:0]     j_reg;             // rows of the tile already drained
+            reg [OB_AW-1:0]  slot_reg;          // next byte of the output bank
+            reg [BB_AW-1:0]  fj_reg;            // filter tile of the next tile to drain
+            reg [D-1:0]      wfrem_reg;         // F - its first filter
+            reg              dq_valid_reg;
+            reg              dq_last_reg;
+            reg [31:0]       dq_reg;
+            reg [OB_AW-1:0]  dq_slot_reg;
+            wire [31:0]      bias_q;
+            wire             active = drain_first[c] | busy_w_reg;
+            wire [RW-1:0]    j = drain_first[c] ? {RW{1'b0}} : j_reg;
+            wire             rq_valid;
+            wire [7:0]       rq_y;
+            wire [OB_AW:0]   rq_tag;
+
             always @(posedge clk) begin
-                if (rst || (start && state_reg == ST_IDLE)) begin
+                if (rst || start_run) begin
                     busy_w_reg <= 1'b0;
-                    j_reg <= 32'd0;
-                    wp0_reg <= 32'd0;
-                    wf0_reg <= 32'd0;
-                end else if (active) begin
-                    if (j == ROWS_M1) begin
-                        busy_w_reg <= 1'b0;
-                        j_reg <= 32'd0;
-                        if (wf0_reg + COLS32 >= f_reg) begin
-                            wf0_reg <= 32'd0;
-                            wp0_reg <= wp0_reg + ROWS32;
+                    j_reg <= {RW{1'b0}};
+                    slot_reg <= {OB_AW{1'b0}};
+                    fj_reg <= {BB_AW{1'b0}};
+                    wfrem_reg <= f_reg;
+                    dq_valid_reg <= 1'b0;
+                end else begin
+                    dq_valid_reg <= active;
+                    if (active) begin
+                        slot_reg <= slot_reg + 1'b1;
+                        if (j == ROWS_M1) begin
+                            busy_w_reg <= 1'b0;
+                            j_reg <= {RW{1'b0}};
                         end else begin
-                            wf0_reg <= wf0_reg + COLS32;
+                            busy_w_reg <= 1'b1;
+                            j_reg <= j + 1'b1;
                         end
-                    end else begin
-                        busy_w_reg <= 1'b1;
-                        j_reg <= j + 32'd1;
+                    end
+                    if (drain_first[c]) begin
+                        if (wfrem_reg <= COLS_D) begin
+                            fj_reg <= {BB_AW{1'b0}};
+                            wfrem_reg <= f_reg;
+                        end else begin
+                            fj_reg <= fj_reg + 1'b1;
+                            wfrem_reg <= wfrem_reg - COLS_D;
+                        end
                     end
                 end
+                dq_reg <= drain_data[c*32 +: 32];
+                dq_slot_reg <= slot_reg;
+                dq_last_reg <= (j == ROWS_M1);
             end
+
+            wire bank_sel;
+            if (CB == 0) begin : g_one_bank
+                assign bank_sel = 1'b1;
+            end else begin : g_banks
+                localparam [CB-1:0] BANK = c;
+                assign bank_sel = (wr_addr[BB_AW +: CB] == BANK);
+            end
+            cnnx_ram_sdp #(
+                .WIDTH(32),
+                .DEPTH(BIAS_DEPTH / (1 << CB))
+            ) u_bias (
+                .clk(clk),
+                .we({4{wr_en && idle && !rst && wr_sel == SEL_BIAS && bank_sel}}),
+                .waddr(wr_addr[BB_AW-1:0]),
+                .wdata(wr_data),
+                .re(drain_first[c]),
+                .raddr(fj_reg),
+                .rdata(bias_q)
+            );
+
+            cnnx_requant #(
+                .TAG_W(OB_AW + 1)
+            ) u_requant (
+                .clk(clk),
+                .rst(rst),
+                .in_valid(dq_valid_reg),
+                .acc(dq_reg),
+                .bias(bias_q),
+                .tag_in({dq_last_reg, dq_slot_reg}),
+                .mult(mult_reg),
+                .shift(shift_reg),
+                .relu(relu_reg),
+                .out_valid(rq_valid),
+                .y(rq_y),
+                .tag_out(rq_tag)
+            );
+            assign col_tile_done[c] = rq_valid && rq_tag[OB_AW];
+            assign rq_words[c*32 +: 32] = {4{rq_y}};
+            assign rq_we[c*4 +: 4] = {4{rq_valid}} & (4'b0001 << rq_tag[1:0]);
+            assign rq_waddr[c*(OB_AW-2) +: OB_AW-2] = rq_tag[OB_AW-1:2];
         end
     endgenerate
-    assign last_col_tile_done = col_tile_done[COLS-1];
 
-    integer wc;
     always @(posedge clk) begin
-        for (wc = 0; wc < COLS; wc = wc + 1) begin
-            if (wr_out[wc]) begin
-                ofmap_mem[out_addr[wc*OF_AW +: OF_AW]] <= out_val[wc*8 +: 8];
-            end
+        if (rst || start_run) begin
+            tiles_done_reg <= 17'd0;
+        end else if (col_tile_done[COLS-1]) begin
+            tiles_done_reg <= tiles_done_reg + 17'd1;
         end
     end
+
+    // the output banks: written by the writers, read by the host (registered, one cycle)
+    wire [COLS*32-1:0] of_word;
+    generate
+        for (c = 0; c < COLS; c = c + 1) begin : g_obank
+            cnnx_ram_sdp #(
+                .WIDTH(32),
+                .DEPTH(OFMAP_DEPTH / (1 << CB) / 4)
+            ) u_ofmap (
+                .clk(clk),
+                .we(rq_we[c*4 +: 4]),
+                .waddr(rq_waddr[c*(OB_AW-2) +: OB_AW-2]),
+                .wdata(rq_words[c*32 +: 32]),
+                .re(1'b1),
+                .raddr(rd_addr[OB_AW-3:0]),
+                .rdata(of_word[c*32 +: 32])
+            );
+        end
+    endgenerate
+    generate
+        if (CB == 0) begin : g_rd_one
+            assign rd_data = of_word[31:0];
+        end else begin : g_rd_banks
+            reg [CB-1:0] rd_bank_reg;     // the bank of the word being read, registered with it
+            always @(posedge clk) rd_bank_reg <= rd_addr[OB_AW-2 +: CB];
+            wire [31:0] bank32 = {{(32-CB){1'b0}}, rd_bank_reg};
+            assign rd_data = (bank32 < COLS_32) ? of_word[rd_bank_reg * 32 +: 32] : 32'd0;
+        end
+    endgenerate
 
 endmodule
 

@@ -1,9 +1,10 @@
 `default_nettype none
 // cnnx_pe: one output-stationary multiply-accumulate processing element of the systolic array.
 //
-// Every cycle the activation arriving from the west is multiplied by the weight arriving from the north and
-// added to this PE's own accumulator; both operands (and the activation's flags) are passed on, registered,
-// to the east and south neighbours. `first` starts a fresh sum, `last` copies the finished sum into `res_reg`,
+// Every cycle the activation arriving from the west is multiplied by the weight arriving from the north; the
+// product is registered (the multiplier's output register: a DSP multiplier's delay alone fills most of a
+// 150 MHz cycle) and added to this PE's own accumulator one cycle later, with the flags delayed to match.
+// Both operands (and the activation's flags) are passed on, registered, to the east and south neighbours. `first` starts a fresh sum, `last` copies the finished sum into `res_reg`,
 // so the accumulator can start the next tile on the very next cycle while the finished result waits in
 // `res_reg` to be shifted out (the drain of one tile overlaps the fill of the next).
 // The drain is a per-column shift register: `drain_load` copies `res_reg` into `drain_reg`, otherwise
@@ -46,7 +47,9 @@ module cnnx_pe #(
     wire [ACC_W-1:0] a_ext = {{(ACC_W - DATA_W){a_in[DATA_W-1]}}, a_in};
     wire [ACC_W-1:0] w_ext = {{(ACC_W - DATA_W){w_in[DATA_W-1]}}, w_in};
     wire [ACC_W-1:0] prod = a_ext * w_ext;
-    wire [ACC_W-1:0] sum = (first_in ? {ACC_W{1'b0}} : acc_reg) + prod;
+    reg  [ACC_W-1:0] prod_reg;
+    reg              valid_q, first_q, last_q;     // the flags of the registered product
+    wire [ACC_W-1:0] sum = (first_q ? {ACC_W{1'b0}} : acc_reg) + prod_reg;
 
     assign drain_out = drain_reg;
 
@@ -60,16 +63,24 @@ module cnnx_pe #(
             acc_reg   <= {ACC_W{1'b0}};
             res_reg   <= {ACC_W{1'b0}};
             drain_reg <= {ACC_W{1'b0}};
+            prod_reg  <= {ACC_W{1'b0}};
+            valid_q   <= 1'b0;
+            first_q   <= 1'b0;
+            last_q    <= 1'b0;
         end else begin
             a_out     <= a_in;
             w_out     <= w_in;
             valid_out <= valid_in;
             first_out <= first_in;
             last_out  <= last_in;
-            if (valid_in) begin
+            prod_reg  <= prod;
+            valid_q   <= valid_in;
+            first_q   <= first_in;
+            last_q    <= last_in;
+            if (valid_q) begin
                 acc_reg <= sum;
             end
-            if (valid_in && last_in) begin
+            if (valid_q && last_q) begin
                 res_reg <= sum;
             end
             drain_reg <= drain_load ? res_reg : drain_in;

@@ -1,25 +1,36 @@
 `default_nettype none
 // cnnx_pool_core: int8 max and average pooling of one image (C, H, W), window and stride set at run time.
 //
-// LANES channels are pooled side by side, each lane reading one input byte per cycle (one read port per
-// lane) through a two-stage pipeline (buffer read, then combine), windows back to back with no gap, so a
-// layer of C x OH x OW windows of KSIZE x KSIZE takes
-//     cycles = ceil(C / LANES) * OH * OW * KSIZE * KSIZE + 1
+// LANES channels are pooled side by side, each lane reading one input byte per cycle, windows back to back
+// with no gap, so a layer of C x OH x OW windows of KSIZE x KSIZE takes
+//     cycles = ceil(C / LANES) * OH * OW * KSIZE * KSIZE + 11
 // counted like the conv core: from the cycle after `start` is sampled to the cycle `done` rises, both
-// included; buffer loading and unloading are not counted (cnnx/cycles.py holds the same formula).
-// Max pooling is exact. Average pooling requantises the int32 window sum the quant.py way with the MULT and
-// SHIFT registers (the driver writes quant.avg_pool_multiplier(KSIZE*KSIZE)): clamp((sum * MULT +
-// 2**(SHIFT-1)) >>> SHIFT, -128, 127), carried in 48 bits. No padding (the lectures' pooling has none).
+// included; buffer loading and unloading are not counted (cnnx/cycles.py holds the same formula and derives
+// the constant: the pipeline below).
+// Max pooling is exact. Average pooling requantises the int32 window sum through cnnx_requant with the MULT
+// and SHIFT registers (the driver writes quant.avg_pool_multiplier(KSIZE*KSIZE)) and a zero bias. No
+// padding (the lectures' pooling has none).
 //
-// Host interface, as cnnx_conv_core's: wr_en/wr_addr/wr_data (32-bit word index, 4 input bytes little-
-// endian; input byte (c, h, w) at c*H*W + h*W + w), cfg_en/cfg_addr/cfg_data (0 C, 1 H, 2 W, 3 KSIZE,
-// 4 STRIDE, 5 OH, 6 OW, 7 MODE (0 max, 1 avg), 8 MULT, 9 SHIFT), start/busy/done, rd_addr -> rd_data (4
-// output bytes; output (c, oh, ow) at c*OH*OW + oh*OW + ow), cycle_count. Writes are ignored while busy;
-// a layer with a zero size finishes at once, without a run.
+// Pipeline: stage T, the window walker (addresses by adding: the window's base moves by STRIDE, STRIDE*W at
+// the end of an output row, H*W at the end of a channel group; the tap's offset by 1 or W); stage A, base
+// + tap offset; stage B, the block-RAM read; B2, the RAM's output register; stage C, the byte select;
+// stage D, the running max and sum; stage E, the window's result; then cnnx_requant (6 stages, the max
+// value riding in its tag) and the write. No multiplier anywhere.
+//
+// Buffers: input and output are banked by lane (channel c lives in bank c mod LANES, at local channel index
+// c div LANES), so the lanes read (and write) the same local address in their own bank: no copies. Each
+// bank is a block RAM of 32-bit words with a registered read.
+//
+// Host interface, as cnnx_conv_core's: wr_en/wr_addr/wr_data (32-bit words; word w of bank l at word
+// address w*LP + l, LP = LANES rounded up to a power of two; bank l's byte (c', h, w) at c'*H*W + h*W + w),
+// cfg_en/cfg_addr/cfg_data (0 C, 1 H, 2 W, 3 KSIZE, 4 STRIDE, 5 OH, 6 OW, 7 MODE (0 max, 1 avg), 8 MULT,
+// 9 SHIFT, 10 H*W, 11 STRIDE*W: the host computes the products), start/busy/done, rd_addr -> rd_data one
+// cycle later (registered; word w of output bank l at w*LP + l, bank l's byte (c', oh, ow) at c'*OH*OW +
+// oh*OW + ow), cycle_count. Writes are ignored while busy; a layer with a zero size finishes at once.
 module cnnx_pool_core #(
     parameter LANES       = 4,      // channels pooled in parallel (1 ... 64)
-    parameter IFMAP_DEPTH = 8192,   // input map buffer, bytes (power of two, 16 ... 65536)
-    parameter OFMAP_DEPTH = 2048    // output map buffer, bytes (power of two, 16 ... 65536)
+    parameter IFMAP_DEPTH = 8192,   // input map buffer, bytes, all banks (power of two, 16 ... 65536)
+    parameter OFMAP_DEPTH = 2048    // output map buffer, bytes, all banks (power of two, 16 ... 65536)
 ) (
     input  wire                               clk,
     input  wire                               rst,          // synchronous, active high
@@ -39,6 +50,10 @@ module cnnx_pool_core #(
 
     localparam IF_AW = $clog2(IFMAP_DEPTH);
     localparam OF_AW = $clog2(OFMAP_DEPTH);
+    localparam LB    = $clog2(LANES);            // bank-number bits (LP = 2**LB)
+    localparam IB_AW = IF_AW - LB;               // byte address within an input bank
+    localparam OB_AW = OF_AW - LB;               // byte address within an output bank
+    localparam D     = 17;                       // layer dimensions: up to 65536
 
     generate
         if ((1 << IF_AW) != IFMAP_DEPTH || (1 << OF_AW) != OFMAP_DEPTH || IF_AW < 4 || OF_AW < 4
@@ -48,102 +63,97 @@ module cnnx_pool_core #(
         if (LANES < 1 || LANES > 64) begin : g_bad_lanes
             $fatal(1, "cnnx_pool_core: LANES must be in 1 ... 64, got %0d", LANES);
         end
+        if (IB_AW < 3 || OB_AW < 3) begin : g_bad_banks
+            $fatal(1, "cnnx_pool_core: each lane's bank needs >= 8 bytes (depth / LANES rounded up to 2**n)");
+        end
     endgenerate
-
-    reg [7:0] ifmap_mem [0:IFMAP_DEPTH-1];
-    reg [7:0] ofmap_mem [0:OFMAP_DEPTH-1];
 
     localparam [1:0] ST_IDLE = 2'd0;
     localparam [1:0] ST_RUN = 2'd1;
     localparam [1:0] ST_FLUSH = 2'd2;
     reg [1:0] state_reg;
+    wire idle = (state_reg == ST_IDLE);
 
-    always @(posedge clk) begin
-        // host writes land only while idle; the buffer is not cleared by reset (the host reloads it)
-        if (wr_en && state_reg == ST_IDLE && !rst) begin
-            ifmap_mem[{wr_addr, 2'd0}] <= wr_data[7:0];
-            ifmap_mem[{wr_addr, 2'd1}] <= wr_data[15:8];
-            ifmap_mem[{wr_addr, 2'd2}] <= wr_data[23:16];
-            ifmap_mem[{wr_addr, 2'd3}] <= wr_data[31:24];
-        end
-    end
-
-    assign rd_data = {ofmap_mem[{rd_addr, 2'd3}], ofmap_mem[{rd_addr, 2'd2}],
-                      ofmap_mem[{rd_addr, 2'd1}], ofmap_mem[{rd_addr, 2'd0}]};
-
-    // configuration registers
-    reg [31:0] c_reg, k_reg, oh_reg, ow_reg;
-    reg [IF_AW-1:0] h_reg, w_reg, stride_reg;   // only address arithmetic uses them, modulo the buffer
-    reg        mode_reg;
-    reg [15:0] mult_reg;
-    reg [5:0]  shift_reg;
+    // configuration registers, sized to their fields
+    reg [D-1:0]     c_reg, k_reg, oh_reg, ow_reg;
+    reg [IB_AW-1:0] w_reg, stride_reg, hw_reg, sw_reg;   // address steps, modulo the bank
+    reg             mode_reg;
+    reg [15:0]      mult_reg;
+    reg [5:0]       shift_reg;
+    reg [D-1:0]     k_m1_reg, ow_m1_reg, oh_m1_reg;
+    reg             k_is1_reg, ow_is1_reg, oh_is1_reg, c_le_lanes_reg;
 
     always @(posedge clk) begin
         if (rst) begin
-            c_reg <= 32'd0; h_reg <= {IF_AW{1'b0}}; w_reg <= {IF_AW{1'b0}}; k_reg <= 32'd0;
-            stride_reg <= {IF_AW{1'b0}};
-            oh_reg <= 32'd0; ow_reg <= 32'd0; mode_reg <= 1'b0; mult_reg <= 16'd0; shift_reg <= 6'd0;
-        end else if (cfg_en && state_reg == ST_IDLE) begin
+            c_reg <= {D{1'b0}}; k_reg <= {D{1'b0}}; oh_reg <= {D{1'b0}}; ow_reg <= {D{1'b0}};
+            w_reg <= {IB_AW{1'b0}}; stride_reg <= {IB_AW{1'b0}}; hw_reg <= {IB_AW{1'b0}};
+            sw_reg <= {IB_AW{1'b0}};
+            mode_reg <= 1'b0; mult_reg <= 16'd0; shift_reg <= 6'd0;
+        end else if (cfg_en && idle) begin
             case (cfg_addr)
-                4'd0: c_reg <= cfg_data;
-                4'd1: h_reg <= cfg_data[IF_AW-1:0];
-                4'd2: w_reg <= cfg_data[IF_AW-1:0];
-                4'd3: k_reg <= cfg_data;
-                4'd4: stride_reg <= cfg_data[IF_AW-1:0];
-                4'd5: oh_reg <= cfg_data;
-                4'd6: ow_reg <= cfg_data;
+                4'd0: c_reg <= cfg_data[D-1:0];
+                4'd2: w_reg <= cfg_data[IB_AW-1:0];
+                4'd3: k_reg <= cfg_data[D-1:0];
+                4'd4: stride_reg <= cfg_data[IB_AW-1:0];
+                4'd5: oh_reg <= cfg_data[D-1:0];
+                4'd6: ow_reg <= cfg_data[D-1:0];
                 4'd7: mode_reg <= cfg_data[0];
                 4'd8: mult_reg <= cfg_data[15:0];
                 4'd9: shift_reg <= cfg_data[5:0];
-                default: ;
+                4'd10: hw_reg <= cfg_data[IB_AW-1:0];
+                4'd11: sw_reg <= cfg_data[IB_AW-1:0];
+                default: ;   // 1 (H) is implied by H*W; the walker needs no bounds check
             endcase
         end
     end
+    wire unused_cfg = ^cfg_data[31:D];
+    always @(posedge clk) begin
+        // static while a run lasts; a run's first comparison comes a cycle after start
+        k_m1_reg <= k_reg - 1'b1;
+        ow_m1_reg <= ow_reg - 1'b1;
+        oh_m1_reg <= oh_reg - 1'b1;
+        k_is1_reg <= (k_reg == 1);
+        ow_is1_reg <= (ow_reg == 1);
+        oh_is1_reg <= (oh_reg == 1);
+        c_le_lanes_reg <= (c_reg <= LANES32[D-1:0]);
+    end
 
-    // the window walker (stage 0): channel group, output row/column, tap row/column
+    // ---------------------------------------------------------------------------------------------------
+    // stage T: the window walker: channel group, output row/column, tap row/column
+    // ---------------------------------------------------------------------------------------------------
     localparam [31:0] LANES32 = LANES;
-    reg [31:0]      ch_reg, oh_i_reg, ow_i_reg, kh_i_reg, kw_i_reg;
-    reg [31:0]      cycle_reg;
-    reg             done_reg;
+    reg [D-1:0]       ch_reg, oh_i_reg, ow_i_reg, kh_i_reg, kw_i_reg;
+    reg [IB_AW-1:0]   ch_base_reg, row_base_reg, win_reg, tap_row_reg, tap_reg;
+    reg [OB_AW-1:0]   oidx_reg;          // output byte of this window in every lane's bank
+    reg [LANES-1:0]   lane_on_reg;       // lanes with a channel in this group
+    reg [31:0]        cycle_reg;
+    reg               done_reg;
+    reg               t_valid_reg;
 
-    wire last_kw = (kw_i_reg + 32'd1 == k_reg);
-    wire last_kh = (kh_i_reg + 32'd1 == k_reg);
-    wire last_ow = (ow_i_reg + 32'd1 == ow_reg);
-    wire last_oh = (oh_i_reg + 32'd1 == oh_reg);
-    wire last_ch = (ch_reg + LANES32 >= c_reg);
+    // "last index" flags, registered with their counters (the walker's decisions start from registers)
+    reg  last_kw, last_kh, last_ow, last_oh, last_ch;
     wire running = (state_reg == ST_RUN);
-    wire empty_layer = (c_reg == 32'd0) || (k_reg == 32'd0) || (oh_reg == 32'd0) || (ow_reg == 32'd0);
+    wire empty_layer = (c_reg == 0) || (k_reg == 0) || (oh_reg == 0) || (ow_reg == 0);
+    wire [D-1:0] ch_next = ch_reg + LANES32[D-1:0];
 
-    // lane 0's input address of the current tap and output index of the current window, modulo the
-    // buffers (the host guarantees C*H*W and C*OH*OW fit); lane l adds l channel planes to both
-    wire [IF_AW-1:0] hw = h_reg * w_reg;
-    wire [OF_AW-1:0] ohow = oh_reg[OF_AW-1:0] * ow_reg[OF_AW-1:0];
-    wire [IF_AW-1:0] ih = oh_i_reg[IF_AW-1:0] * stride_reg + kh_i_reg[IF_AW-1:0];
-    wire [IF_AW-1:0] iw = ow_i_reg[IF_AW-1:0] * stride_reg + kw_i_reg[IF_AW-1:0];
-    wire [IF_AW-1:0] addr = ch_reg[IF_AW-1:0] * hw + ih * w_reg + iw;
-    wire [OF_AW-1:0] oidx = ch_reg[OF_AW-1:0] * ohow + oh_i_reg[OF_AW-1:0] * ow_reg[OF_AW-1:0]
-                            + ow_i_reg[OF_AW-1:0];
-
-    // stage 1 registers: the flags of the bytes read (the bytes themselves are per lane, below)
-    reg             valid_q_reg;
-    reg             first_q_reg;
-    reg             last_q_reg;
-    reg [OF_AW-1:0] oidx_q_reg;
-
+    wire [LANES-1:0] lane_on_first;    // lane l has channel l, ch_next + l
+    wire [LANES-1:0] lane_on_next;
+    genvar l;
+    generate
+        for (l = 0; l < LANES; l = l + 1) begin : g_on
+            localparam [31:0] L32 = l;
+            assign lane_on_first[l] = (L32[D-1:0] < c_reg);
+            assign lane_on_next[l] = (ch_next + L32[D-1:0] < c_reg);
+        end
+    endgenerate
     always @(posedge clk) begin
         if (rst) begin
             state_reg <= ST_IDLE;
-            ch_reg <= 32'd0; oh_i_reg <= 32'd0; ow_i_reg <= 32'd0; kh_i_reg <= 32'd0; kw_i_reg <= 32'd0;
             cycle_reg <= 32'd0;
             done_reg <= 1'b0;
-            valid_q_reg <= 1'b0; first_q_reg <= 1'b0; last_q_reg <= 1'b0;
-            oidx_q_reg <= {OF_AW{1'b0}};
+            t_valid_reg <= 1'b0;
         end else begin
-            valid_q_reg <= running;
-            first_q_reg <= (kh_i_reg == 32'd0) && (kw_i_reg == 32'd0);
-            last_q_reg <= last_kh && last_kw;
-            oidx_q_reg <= oidx;
-            if (state_reg != ST_IDLE) begin
+            if (!idle) begin
                 cycle_reg <= cycle_reg + 32'd1;
             end
             case (state_reg)
@@ -155,103 +165,227 @@ module cnnx_pool_core #(
                     end else if (start) begin
                         state_reg <= ST_RUN;
                         done_reg <= 1'b0;
-                        ch_reg <= 32'd0; oh_i_reg <= 32'd0; ow_i_reg <= 32'd0;
-                        kh_i_reg <= 32'd0; kw_i_reg <= 32'd0;
                         cycle_reg <= 32'd0;
+                        t_valid_reg <= 1'b1;
+                        ch_reg <= {D{1'b0}}; oh_i_reg <= {D{1'b0}}; ow_i_reg <= {D{1'b0}};
+                        kh_i_reg <= {D{1'b0}}; kw_i_reg <= {D{1'b0}};
+                        last_kw <= k_is1_reg; last_kh <= k_is1_reg; last_ow <= ow_is1_reg;
+                        last_oh <= oh_is1_reg; last_ch <= c_le_lanes_reg;
+                        ch_base_reg <= {IB_AW{1'b0}}; row_base_reg <= {IB_AW{1'b0}};
+                        win_reg <= {IB_AW{1'b0}}; tap_row_reg <= {IB_AW{1'b0}}; tap_reg <= {IB_AW{1'b0}};
+                        oidx_reg <= {OB_AW{1'b0}};
+                        lane_on_reg <= lane_on_first;
                     end
                 end
                 ST_RUN: begin
-                    // walk kw fastest, then kh, then ow, oh, channel
+                    // walk kw fastest, then kh, then ow, oh, channel group
                     if (!last_kw) begin
-                        kw_i_reg <= kw_i_reg + 32'd1;
+                        kw_i_reg <= kw_i_reg + 1'b1;
+                        last_kw <= (kw_i_reg + 1'b1 == k_m1_reg);
+                        tap_reg <= tap_reg + 1'b1;
+                    end else if (!last_kh) begin
+                        kw_i_reg <= {D{1'b0}};
+                        last_kw <= k_is1_reg;
+                        kh_i_reg <= kh_i_reg + 1'b1;
+                        last_kh <= (kh_i_reg + 1'b1 == k_m1_reg);
+                        tap_row_reg <= tap_row_reg + w_reg;
+                        tap_reg <= tap_row_reg + w_reg;
                     end else begin
-                        kw_i_reg <= 32'd0;
-                        if (!last_kh) begin
-                            kh_i_reg <= kh_i_reg + 32'd1;
+                        // the window is complete: the next one
+                        kw_i_reg <= {D{1'b0}}; kh_i_reg <= {D{1'b0}};
+                        last_kw <= k_is1_reg; last_kh <= k_is1_reg;
+                        tap_row_reg <= {IB_AW{1'b0}}; tap_reg <= {IB_AW{1'b0}};
+                        oidx_reg <= oidx_reg + 1'b1;
+                        if (!last_ow) begin
+                            ow_i_reg <= ow_i_reg + 1'b1;
+                            last_ow <= (ow_i_reg + 1'b1 == ow_m1_reg);
+                            win_reg <= win_reg + stride_reg;
                         end else begin
-                            kh_i_reg <= 32'd0;
-                            if (!last_ow) begin
-                                ow_i_reg <= ow_i_reg + 32'd1;
+                            ow_i_reg <= {D{1'b0}};
+                            last_ow <= ow_is1_reg;
+                            if (!last_oh) begin
+                                oh_i_reg <= oh_i_reg + 1'b1;
+                                last_oh <= (oh_i_reg + 1'b1 == oh_m1_reg);
+                                row_base_reg <= row_base_reg + sw_reg;
+                                win_reg <= row_base_reg + sw_reg;
                             end else begin
-                                ow_i_reg <= 32'd0;
-                                if (!last_oh) begin
-                                    oh_i_reg <= oh_i_reg + 32'd1;
-                                end else begin
-                                    oh_i_reg <= 32'd0;
-                                    if (!last_ch) begin
-                                        ch_reg <= ch_reg + LANES32;
-                                    end else begin
-                                        state_reg <= ST_FLUSH;
-                                    end
+                                oh_i_reg <= {D{1'b0}};
+                                last_oh <= oh_is1_reg;
+                                last_ch <= (ch_next + LANES32[D-1:0] >= c_reg);
+                                ch_base_reg <= ch_base_reg + hw_reg;
+                                row_base_reg <= ch_base_reg + hw_reg;
+                                win_reg <= ch_base_reg + hw_reg;
+                                ch_reg <= ch_next;
+                                lane_on_reg <= lane_on_next;
+                                if (last_ch) begin
+                                    state_reg <= ST_FLUSH;
+                                    t_valid_reg <= 1'b0;
                                 end
                             end
                         end
                     end
                 end
                 ST_FLUSH: begin
-                    // the last window's byte is combined and written on this edge
-                    state_reg <= ST_IDLE;
-                    done_reg <= 1'b1;
+                    // until the last window's result is written
+                    if (last_write) begin
+                        state_reg <= ST_IDLE;
+                        done_reg <= 1'b1;
+                    end
                 end
                 default: state_reg <= ST_IDLE;
             endcase
         end
     end
 
-    // per lane: stage 1 reads the byte, stage 2 combines it with the running max / sum; the window's result
-    // is written on its last byte. Lanes past the last channel (C not a multiple of LANES) write nothing.
-    wire [47:0] round_half = {47'd0, 1'b1} << (shift_reg - 6'd1);
-    wire [LANES-1:0]       wr_lane;
-    wire [LANES*8-1:0]     wr_val;
-    wire [LANES*OF_AW-1:0] wr_idx;
-    genvar l;
+    assign busy = !idle;
+    assign done = done_reg;
+    assign cycle_count = cycle_reg;
+
+    // ---------------------------------------------------------------------------------------------------
+    // stages A ... E
+    // ---------------------------------------------------------------------------------------------------
+    reg              a_valid_reg, b_valid_reg, c_valid_reg, e_valid_reg;
+    reg              a_first_reg, b_first_reg, c_first_reg;
+    reg              a_last_reg, b_last_reg, c_last_reg, a_fin_reg, b_fin_reg, c_fin_reg, e_fin_reg;
+    reg [IB_AW-1:0]  a_addr_reg;
+    reg [1:0]        b_lane_reg, b2_lane_reg;
+    reg              b2_valid_reg, b2_first_reg, b2_last_reg, b2_fin_reg;
+    reg [OB_AW-1:0]  b2_oidx_reg;
+    reg [LANES-1:0]  b2_on_reg;
+    reg [OB_AW-1:0]  a_oidx_reg, b_oidx_reg, c_oidx_reg, e_oidx_reg;
+    reg [LANES-1:0]  a_on_reg, b_on_reg, c_on_reg, e_on_reg;
+
+    always @(posedge clk) begin
+        if (rst) begin
+            a_valid_reg <= 1'b0; b_valid_reg <= 1'b0; b2_valid_reg <= 1'b0; c_valid_reg <= 1'b0;
+            e_valid_reg <= 1'b0;
+        end else begin
+            a_valid_reg <= running && t_valid_reg;
+            b_valid_reg <= a_valid_reg;
+            b2_valid_reg <= b_valid_reg;
+            c_valid_reg <= b2_valid_reg;
+            e_valid_reg <= c_valid_reg && c_last_reg;
+        end
+        a_first_reg <= (kh_i_reg == 0) && (kw_i_reg == 0);
+        a_last_reg <= last_kh && last_kw;
+        a_fin_reg <= last_kh && last_kw && last_ow && last_oh && last_ch;   // the run's last window
+        a_addr_reg <= win_reg + tap_reg;
+        a_oidx_reg <= oidx_reg;
+        a_on_reg <= lane_on_reg;
+        b_first_reg <= a_first_reg; b_last_reg <= a_last_reg; b_fin_reg <= a_fin_reg;
+        b_lane_reg <= a_addr_reg[1:0];
+        b_oidx_reg <= a_oidx_reg; b_on_reg <= a_on_reg;
+        b2_first_reg <= b_first_reg; b2_last_reg <= b_last_reg; b2_fin_reg <= b_fin_reg;
+        b2_oidx_reg <= b_oidx_reg; b2_on_reg <= b_on_reg; b2_lane_reg <= b_lane_reg;
+        c_first_reg <= b2_first_reg; c_last_reg <= b2_last_reg; c_fin_reg <= b2_fin_reg;
+        c_oidx_reg <= b2_oidx_reg; c_on_reg <= b2_on_reg;
+        e_fin_reg <= c_valid_reg && c_last_reg && c_fin_reg;
+        e_oidx_reg <= c_oidx_reg; e_on_reg <= c_on_reg;
+    end
+
+    // per lane: the input bank, the byte select (stage C), the running max and sum (stage D, registered
+    // into stage E on the window's last byte), the requantiser and the output bank
+    localparam TAG_W = 8 + 1 + 1 + OB_AW;      // max value, lane on, last window, output byte
+    wire last_write;     // lane 0 (which always has a channel) writes the run's last result
+    wire [LANES*32-1:0] of_word;
     generate
         for (l = 0; l < LANES; l = l + 1) begin : g_lane
-            localparam [IF_AW-1:0] L_IF = l;
-            localparam [OF_AW-1:0] L_OF = l;
-            reg [7:0]          d_reg;
-            reg                on_q_reg;     // this lane has a channel in the current group
+            wire [31:0]        word;
+            reg signed [7:0]   d_reg;
             reg signed [7:0]   max_reg;
             reg signed [31:0]  sum_reg;
-            wire signed [7:0]  d = $signed(d_reg);
-            wire signed [7:0]  max_next = (first_q_reg || d > max_reg) ? d : max_reg;
-            wire signed [31:0] sum_next = (first_q_reg ? 32'sd0 : sum_reg) + {{24{d[7]}}, d};
-            wire signed [47:0] scaled = {{16{sum_next[31]}}, sum_next} * $signed({32'd0, mult_reg});
-            wire signed [47:0] shifted = (scaled + $signed(round_half)) >>> shift_reg;
-            wire [7:0] avg = (shifted > 48'sd127) ? 8'd127 : (shifted < -48'sd128) ? 8'h80 : shifted[7:0];
-            always @(posedge clk) begin
-                if (rst) begin
-                    d_reg <= 8'd0;
-                    on_q_reg <= 1'b0;
-                    max_reg <= 8'sd0;
-                    sum_reg <= 32'sd0;
-                end else begin
-                    d_reg <= ifmap_mem[addr + L_IF * hw];
-                    on_q_reg <= (ch_reg + l < c_reg);
-                    if (valid_q_reg) begin
-                        max_reg <= max_next;
-                        sum_reg <= sum_next;
-                    end
-                end
+            reg signed [7:0]   e_max_reg;
+            reg signed [31:0]  e_sum_reg;
+            wire signed [7:0]  max_next = (c_first_reg || d_reg > max_reg) ? d_reg : max_reg;
+            wire signed [31:0] sum_next = (c_first_reg ? 32'sd0 : sum_reg) + {{24{d_reg[7]}}, d_reg};
+            wire               rq_valid;
+            wire [7:0]         rq_y;
+            wire [TAG_W-1:0]   rq_tag;
+
+            wire bank_sel;
+            if (LB == 0) begin : g_one_bank
+                assign bank_sel = 1'b1;
+            end else begin : g_banks
+                localparam [LB-1:0] BANK = l;
+                assign bank_sel = (wr_addr[LB-1:0] == BANK);
             end
-            assign wr_lane[l] = valid_q_reg && last_q_reg && on_q_reg;
-            assign wr_val[l*8 +: 8] = mode_reg ? avg : max_next;
-            assign wr_idx[l*OF_AW +: OF_AW] = oidx_q_reg + L_OF * ohow;
+            cnnx_ram_sdp #(
+                .WIDTH(32),
+                .DEPTH(IFMAP_DEPTH / (1 << LB) / 4),
+                .OUT_REG(1)
+            ) u_ifmap (
+                .clk(clk),
+                .we({4{wr_en && idle && !rst && bank_sel}}),
+                .waddr(wr_addr[IF_AW-3:LB]),
+                .wdata(wr_data),
+                .re(1'b1),
+                .raddr(a_addr_reg[IB_AW-1:2]),
+                .rdata(word)
+            );
+
+            always @(posedge clk) begin
+                case (b2_lane_reg)
+                    2'd0: d_reg <= word[7:0];
+                    2'd1: d_reg <= word[15:8];
+                    2'd2: d_reg <= word[23:16];
+                    default: d_reg <= word[31:24];
+                endcase
+                if (c_valid_reg) begin
+                    max_reg <= max_next;
+                    sum_reg <= sum_next;
+                end
+                e_max_reg <= max_next;
+                e_sum_reg <= sum_next;
+            end
+
+            cnnx_requant #(
+                .TAG_W(TAG_W)
+            ) u_requant (
+                .clk(clk),
+                .rst(rst),
+                .in_valid(e_valid_reg),
+                .acc(e_sum_reg),
+                .bias(32'd0),
+                .tag_in({e_max_reg, e_on_reg[l], e_fin_reg, e_oidx_reg}),
+                .mult(mult_reg),
+                .shift(shift_reg),
+                .relu(1'b0),
+                .out_valid(rq_valid),
+                .y(rq_y),
+                .tag_out(rq_tag)
+            );
+            wire [7:0] value = mode_reg ? rq_y : rq_tag[TAG_W-1 -: 8];
+            wire       wr = rq_valid && rq_tag[OB_AW+1];
+            if (l == 0) begin : g_fin
+                assign last_write = rq_valid && rq_tag[OB_AW];
+            end
+
+            cnnx_ram_sdp #(
+                .WIDTH(32),
+                .DEPTH(OFMAP_DEPTH / (1 << LB) / 4)
+            ) u_ofmap (
+                .clk(clk),
+                .we({4{wr}} & (4'b0001 << rq_tag[1:0])),
+                .waddr(rq_tag[OB_AW-1:2]),
+                .wdata({4{value}}),
+                .re(1'b1),
+                .raddr(rd_addr[OF_AW-3:LB]),
+                .rdata(of_word[l*32 +: 32])
+            );
         end
     endgenerate
 
-    integer wl;
-    always @(posedge clk) begin
-        for (wl = 0; wl < LANES; wl = wl + 1) begin
-            if (!rst && wr_lane[wl]) begin
-                ofmap_mem[wr_idx[wl*OF_AW +: OF_AW]] <= wr_val[wl*8 +: 8];
-            end
+    // the host read: the bank of the word, registered with it
+    generate
+        if (LB == 0) begin : g_rd_one
+            assign rd_data = of_word[31:0];
+        end else begin : g_rd_banks
+            reg [LB-1:0] rd_bank_reg;
+            always @(posedge clk) rd_bank_reg <= rd_addr[LB-1:0];
+            wire [31:0] bank32 = {{(32-LB){1'b0}}, rd_bank_reg};
+            assign rd_data = (bank32 < LANES32) ? of_word[rd_bank_reg * 32 +: 32] : 32'd0;
         end
-    end
-
-    assign busy = (state_reg != ST_IDLE);
-    assign done = done_reg;
-    assign cycle_count = cycle_reg;
+    endgenerate
 
 endmodule
 

@@ -129,18 +129,24 @@ module cnnx_systolic_array #(
         end
     endgenerate
 
-    // The bottom PE of column c registers its inputs' flags: "valid and last" there, one cycle late, means
-    // every PE of the column has just finished its sum (the bottom row is the column's last to finish).
+    // The bottom PE of column c registers its inputs' flags: "valid and last" there, one cycle late, is the
+    // cycle its product register holds the last product; one cycle more and its sum is in res_reg and every
+    // PE of the column has finished (the bottom row is the column's last to finish): load the drain chain.
+    wire [COLS-1:0] bottom_last;
+    reg  [COLS-1:0] drain_load_reg;
     generate
         for (c = 0; c < COLS; c = c + 1) begin : g_load
-            assign drain_load[c] = valid_h[(ROWS-1)*(COLS+1) + c + 1] & last_h[(ROWS-1)*(COLS+1) + c + 1];
+            assign bottom_last[c] = valid_h[(ROWS-1)*(COLS+1) + c + 1] & last_h[(ROWS-1)*(COLS+1) + c + 1];
         end
     endgenerate
+    assign drain_load = drain_load_reg;
 
     always @(posedge clk) begin
         if (rst) begin
+            drain_load_reg <= {COLS{1'b0}};
             drain_first_reg <= {COLS{1'b0}};
         end else begin
+            drain_load_reg <= bottom_last;
             drain_first_reg <= drain_load;
         end
     end

@@ -207,13 +207,15 @@ def test_fast_driver_in_several_processes(conv_core):
 def test_cycle_model_arithmetic():
     # LeNet conv1 on 8x8: 98 pixel tiles x 1 filter tile of K = 25 steps
     assert cycles.conv_tiles(1, 28, 28, 6, 5, 5, 1, 2, 8, 8) == 98
-    assert cycles.conv_cycles(1, 28, 28, 6, 5, 5, 1, 2, 8, 8) == 97 * 25 + 25 + 16 + 8 + 1
+    tail = 8 + 2 * 8 + 8 + cycles.CONV_PIPELINE                        # set-up + drain + pipeline
+    assert cycles.conv_cycles(1, 28, 28, 6, 5, 5, 1, 2, 8, 8) == 97 * 25 + 25 + tail
     # K = 1 < ROWS = 8: each tile is stretched to ROWS cycles
-    assert cycles.conv_cycles(1, 4, 4, 1, 1, 1, 1, 0, 8, 8) == 1 * 8 + 1 + 16 + 8 + 1
+    assert cycles.conv_cycles(1, 4, 4, 1, 1, 1, 1, 0, 8, 8) == 1 * 8 + 1 + tail
     assert cycles.conv_macs(1, 28, 28, 6, 5, 5, 1, 2) == 6 * 28 * 28 * 25
-    assert cycles.linear_cycles(400, 120, 8, 8) == 14 * 400 + 400 + 25
-    assert cycles.pool_cycles(6, 28, 28, 2, lanes=1) == 6 * 14 * 14 * 4 + 1
-    assert cycles.pool_cycles(6, 28, 28, 2, lanes=4) == 2 * 14 * 14 * 4 + 1   # two channel groups
+    assert cycles.linear_cycles(400, 120, 8, 8) == 14 * 400 + 400 + tail
+    assert cycles.pool_cycles(6, 28, 28, 2, lanes=1) == 6 * 14 * 14 * 4 + cycles.POOL_PIPELINE
+    # two channel groups
+    assert cycles.pool_cycles(6, 28, 28, 2, lanes=4) == 2 * 14 * 14 * 4 + cycles.POOL_PIPELINE
     assert cycles.conv_ideal_cycles(16, 5, 5, 120, 5, 5, rows=8, cols=8) == 48000 // 64
     assert 0 < cycles.conv_utilisation(6, 14, 14, 16, 5, 5) <= 1
     with pytest.raises(ValueError):

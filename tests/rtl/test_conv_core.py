@@ -125,12 +125,12 @@ def test_two_layers_back_to_back_without_reset(driver, rtl_rng, conv_core, conv_
 @pytest.mark.rtl
 def test_reset_in_the_middle_then_rerun(rtl_rng, conv_core, conv_layer):
     """Start a layer by hand, reset the core half way, then run a different layer correctly."""
-    from cnnx.sim.drivers import SEL_IFMAP, SEL_WEIGHT, _words
+    from cnnx.sim.drivers import SEL_IFMAP, SEL_WEIGHT, _words, conv_registers
 
     core = conv_core(2, 2, "python")
     be = core._be
     x, w, b, rq = conv_layer(rtl_rng, 1, 3, 6, 6, 4, 3, 3)
-    be.config(list(enumerate((3, 6, 6, 4, 3, 3, 1, 0, 4, 4, rq.mult, rq.shift, 0))))
+    be.config(list(enumerate(conv_registers(3, 6, 6, 4, 3, 3, 1, 0, rq))))
     be.write(SEL_WEIGHT, _words(w))
     be.write(SEL_IFMAP, _words(x[0]))
     be.set("start", 1)
