@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run_dir", metavar="RUN_DIR")
     c.add_argument("--images", type=_positive_int, default=1000, help="test images (default 1000)")
     c.add_argument("--array", default="8x8", help="systolic array ROWSxCOLS (default 8x8)")
+    c.add_argument("--buffers", default=None, help="core buffer sizes, e.g. in=8K,w=64K,out=8K,bias=256 "
+                   "(powers of two; larger layers are tiled; default: the cores' defaults)")
     c.add_argument("--workers", type=_positive_int, default=None,
                    help="parallel simulators (default and maximum: the CPUs this process may use)")
     c.add_argument("--worker-timeout", type=_positive_finite, default=None, metavar="SECONDS",
@@ -150,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("profile", help="per-layer CPU/RTL profile of a run (cnnx.profile)")
     r.add_argument("run_dir", metavar="RUN_DIR")
     r.add_argument("--array", default="8x8", help="systolic array ROWSxCOLS (default 8x8)")
+    r.add_argument("--buffers", default=None, help="core buffer sizes, e.g. in=8K,w=64K,out=8K,bias=256")
     r.add_argument(
         "--clock-mhz", type=_positive_finite, default=200.0, help="RTL clock for time estimates (default 200)"
     )

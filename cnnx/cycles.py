@@ -99,3 +99,15 @@ def pool_cycles(C, H, W, kernel, stride=None, lanes=POOL_LANES) -> int:
     OH = out_size(H, kernel, stride, 0, what="pooling window")
     OW = out_size(W, kernel, stride, 0, what="pooling window")
     return -(-C // lanes) * OH * OW * kernel * kernel + POOL_PIPELINE
+
+
+def tiled_conv_cycles(tiles, rows=8, cols=8) -> int:
+    """A layer run as several core runs (cnnx.compile.tiling): the sum of conv_cycles over the runs, each
+    given as (C, H, W, F, KH, KW, stride, padding). Nothing else is counted: between runs the host reloads
+    the buffers, which (like all loading) is outside the counters."""
+    return sum(conv_cycles(*t, rows=rows, cols=cols) for t in tiles)
+
+
+def tiled_pool_cycles(tiles, lanes=POOL_LANES) -> int:
+    """The sum of pool_cycles over the runs of a channel-split pool layer, each (C, H, W, kernel, stride)."""
+    return sum(pool_cycles(*t, lanes=lanes) for t in tiles)

@@ -120,11 +120,15 @@ class RtlRunner:
     """Runs a QuantizedModel's layers on the simulated cores, one layer at a time over a batch."""
 
     def __init__(self, qmodel: ptq.QuantizedModel, rows: int = 8, cols: int = 8, driver: str = "fast",
-                 corrupt_rtl_layer: int | None = None):
+                 corrupt_rtl_layer: int | None = None, buffers: dict | None = None):
+        from .compile import tiling
+
         sim = import_sim()
         self.qmodel = qmodel
-        self.conv = sim.ConvCore(rows=rows, cols=cols, driver=driver)
-        self.pool = sim.PoolCore(driver=driver)
+        conv_params = {k.lower(): v for k, v in (buffers or {}).items()}
+        pool_params = {k.lower(): v for k, v in tiling.pool_params(buffers).items()} if buffers else {}
+        self.conv = sim.ConvCore(rows=rows, cols=cols, driver=driver, **conv_params)
+        self.pool = sim.PoolCore(driver=driver, **pool_params)
         self.weights = [layer.w for layer in qmodel.layers]
         if corrupt_rtl_layer is not None:
             if not 0 <= corrupt_rtl_layer < len(qmodel.layers) or qmodel.layers[corrupt_rtl_layer].w is None:
@@ -136,29 +140,29 @@ class RtlRunner:
         self.pool.close()
 
     def run_layer(self, i: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(int8 output, cycles per image) of int8 layer i on the RTL."""
+        """(int8 output, cycles per image) of int8 layer i on the RTL, tiled to the cores' buffers
+        (cnnx.compile.tiling): the cycles are summed over the layer's core runs."""
+        from .compile import tiling
+
         layer, n = self.qmodel.layers[i], x.shape[0]
         if layer.kind == "conv":
-            y, total = self.conv.run(x, self.weights[i], layer.b, layer.rq, stride=layer.stride,
-                                     padding=layer.padding)
-            return y, _per_image_cycles(self.conv, n, total)
+            return tiling.run_conv(self.conv, x, self.weights[i], layer.b, layer.rq, layer.stride,
+                                   layer.padding)
         if layer.kind == "linear":
-            y, total = self.conv.run_linear(x, self.weights[i], layer.b, layer.rq)
-            return y, _per_image_cycles(self.conv, n, total)
+            return tiling.run_linear(self.conv, x, self.weights[i], layer.b, layer.rq)
         if layer.kind in ("maxpool", "avgpool"):
             mode = "max" if layer.kind == "maxpool" else "avg"
-            y, total = self.pool.run(x, layer.kernel, stride=layer.stride, mode=mode)
-            return y, _per_image_cycles(self.pool, n, total)
+            return tiling.run_pool(self.pool, x, layer.kernel, stride=layer.stride, mode=mode)
         if layer.kind == "flatten":
             return np.ascontiguousarray(x.reshape(n, -1)), np.zeros(n, np.int64)
         raise ValueError(f"the RTL cannot run layer kind {layer.kind!r}")
 
 
 def _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch, progress, use_rtl=True,
-                   runner=None):
+                   runner=None, buffers=None):
     """int8-cython (all layers) and RTL (chained on itself) over one chunk of quantised images."""
     if use_rtl and runner is None:
-        runner = RtlRunner(qmodel, rows, cols, driver, corrupt_rtl_layer)
+        runner = RtlRunner(qmodel, rows, cols, driver, corrupt_rtl_layer, buffers)
     runner = runner if use_rtl else None
     n, n_layers = x_int8.shape[0], len(qmodel.layers)
     identical = np.zeros((n, n_layers), bool)
@@ -189,10 +193,12 @@ def _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch,
     }
 
 
-def _chunk_worker(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch, use_rtl, *, progress):
+def _chunk_worker(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch, use_rtl, buffers=None, *,
+                  progress):
     """A spawned worker (cnnx._workers.run_workers): its own set of cores, one chunk of images."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    return _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch, progress, use_rtl)
+    return _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch, progress, use_rtl,
+                          buffers=buffers)
 
 
 def usable_cpus() -> int:
@@ -330,21 +336,24 @@ class CosimResult:
         return "\n".join(lines)
 
 
-def _model_cycles(layer: ptq.QLayer, in_shape: tuple, rows: int, cols: int) -> int | None:
-    """The analytical cycle model's figure for one image through this layer (None if it has no RTL run)."""
-    try:
-        from . import cycles
-    except ImportError:
-        return None
+def _model_cycles(layer: ptq.QLayer, in_shape: tuple, rows: int, cols: int,
+                  buffers: dict | None = None) -> int | None:
+    """The analytical cycle model's figure for one image through this layer, tiled to the buffers as the
+    RTL runner tiles it (cnnx.compile.tiling; None if it has no RTL run)."""
+    from . import cycles
+    from .compile import tiling
+
+    conv_buf = buffers or tiling.CONV_DEFAULTS
     if layer.kind == "conv":
         C, H, W = in_shape
         F, _, KH, KW = layer.w.shape
-        return int(cycles.conv_cycles(C, H, W, F, KH, KW, layer.stride, layer.padding, rows, cols))
+        return int(tiling.conv_cycles(C, H, W, F, KH, KW, layer.stride, layer.padding, rows, cols, conv_buf))
     if layer.kind == "linear":
-        return int(cycles.conv_cycles(in_shape[0], 1, 1, layer.w.shape[0], 1, 1, 1, 0, rows, cols))
+        return int(tiling.conv_cycles(in_shape[0], 1, 1, layer.w.shape[0], 1, 1, 1, 0, rows, cols, conv_buf))
     if layer.kind in ("maxpool", "avgpool"):
         C, H, W = in_shape
-        return int(cycles.pool_cycles(C, H, W, layer.kernel, layer.stride))
+        return int(tiling.pool_cycles(C, H, W, layer.kernel, layer.stride, cycles.POOL_LANES,
+                                      tiling.pool_params(buffers)))
     return None
 
 
@@ -375,31 +384,22 @@ def layer_macs(layer: ptq.QLayer, in_shape: tuple, out_shape: tuple) -> int:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def check_fits_rtl(qmodel: ptq.QuantizedModel) -> None:
-    """Refuse, before any simulator starts, a model with a layer larger than the default cores' buffers,
-    naming the layer (the drivers would refuse it too, but from inside a worker and without the layer)."""
-    from cnnx.sim.builder import TOPS
+def check_fits_rtl(qmodel: ptq.QuantizedModel, rows: int = 8, cols: int = 8,
+                   buffers: dict | None = None) -> None:
+    """Refuse, before any simulator starts, a model with a layer the tiler (cnnx.compile.tiling) cannot split
+    to the cores' buffers, naming the layer (the runner would refuse it too, but from inside a worker)."""
+    from .compile import tiling
 
-    conv, pool = TOPS["cnnx_conv_core"][0], TOPS["cnnx_pool_core"][0]
+    if buffers is not None:
+        tiling.check_buffers(buffers, rows, cols)
     h = np.zeros((1, *qmodel.input_shape), np.int8)
     for i, layer in enumerate(qmodel.layers):
         out, _ = ptq.run_layer(layer, h, "cython")
-        c_in, c_out = int(np.prod(h.shape[1:])), int(np.prod(out.shape[1:]))
-        needs = []
-        if layer.kind in ("conv", "linear"):
-            needs = [("weights", layer.w.size, conv["WEIGHT_DEPTH"], "WEIGHT_DEPTH"),
-                     ("bias", layer.b.size, conv["BIAS_DEPTH"], "BIAS_DEPTH"),
-                     ("input map", c_in, conv["IFMAP_DEPTH"], "IFMAP_DEPTH"),
-                     ("output map", c_out, conv["OFMAP_DEPTH"], "OFMAP_DEPTH")]
-        elif layer.kind in ("maxpool", "avgpool"):
-            needs = [("input map", c_in, pool["IFMAP_DEPTH"], "IFMAP_DEPTH"),
-                     ("output map", c_out, pool["OFMAP_DEPTH"], "OFMAP_DEPTH")]
-        for what, size, limit, param in needs:
-            if size > limit:
-                raise ValueError(
-                    f"int8 layer {i} ({layer.name}, {tuple(h.shape[1:])} -> {tuple(out.shape[1:])}) needs "
-                    f"{size} entries of {what}, but the RTL core holds {limit} ({param}); the RTL path does "
-                    "not tile layers yet, so this model runs on the int8 CPU path only (cnnx.ptq)")
+        try:
+            _model_cycles(layer, tuple(h.shape[1:]), rows, cols, buffers)
+        except ValueError as e:
+            raise ValueError(f"int8 layer {i} ({layer.name}, {tuple(h.shape[1:])} -> {tuple(out.shape[1:])}) "
+                             f"cannot run on the RTL cores: {e}") from None
         h = out
 
 
@@ -412,12 +412,13 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
               calib_images=None, array: tuple[int, int] = (8, 8), workers: int | None = None,
               driver: str = "fast", golden_images: int | None = None, batch: int = 250,
               corrupt_rtl_layer: int | None = None, rtl: bool = True, progress: bool = True,
-              preprocess=None, worker_timeout: float | None = None) -> CosimResult:
+              preprocess=None, worker_timeout: float | None = None, buffers=None) -> CosimResult:
     """Run `images` (uint8 (N, H, W) or (N, C, H, W)) through every path and compare; see the module
     docstring. The pixels become floats by the quantised model's stored preprocessing (`preprocess`, a
     `cnnx.io.preprocess.Preprocess`, when the model is quantised here; MNIST's when none is given). Usage
     errors raise ValueError/TypeError before any worker starts; a worker that fails, dies or stalls for
-    `worker_timeout` s raises CheckFailed."""
+    `worker_timeout` s raises CheckFailed. `buffers` (cnnx.compile.tiling.parse_buffers' text or dict) sets
+    the cores' buffer sizes; layers larger than them are tiled."""
     from tqdm import tqdm
 
     t0 = time.perf_counter()
@@ -444,12 +445,16 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
             raise ValueError("pass a quantised model (qmodel=) or calibration images (calib_images=)")
         qmodel = ptq.quantize_model(model, calib_images, preprocess=preprocess)
     check_rtl_request(qmodel, rows, cols, corrupt_rtl_layer)
+    if buffers is not None:
+        from .compile import tiling
+
+        buffers = tiling.parse_buffers(buffers)
     x_int8 = qmodel.quantize_input(images)
     if rtl:
-        check_fits_rtl(qmodel)
+        check_fits_rtl(qmodel, rows, cols, buffers)
     # The parent builds (or checks the cached build of) both cores and loads them once, so a usage error or
     # a broken toolchain is reported here and no worker ever compiles or reads an unchecked build.
-    runner = RtlRunner(qmodel, rows, cols, driver, corrupt_rtl_layer) if rtl else None
+    runner = RtlRunner(qmodel, rows, cols, driver, corrupt_rtl_layer, buffers) if rtl else None
 
     # 1. the int8-cython and RTL paths over all N: in spawned workers (or inline for one worker)
     chunks = _split(n, workers)
@@ -489,7 +494,7 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
     try:
         if workers == 1:
             results[0] = _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch,
-                                        bar.update, rtl, runner=runner)
+                                        bar.update, rtl, runner=runner, buffers=buffers)
         else:
             from ._workers import run_workers
 
@@ -500,7 +505,7 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
                 for i in range(len(qmodel.layers)):
                     h, _ = runner.run_layer(i, h)
                 runner.close()
-            jobs = [(qmodel, x_int8[a:b], rows, cols, driver, corrupt_rtl_layer, batch, rtl)
+            jobs = [(qmodel, x_int8[a:b], rows, cols, driver, corrupt_rtl_layer, batch, rtl, buffers)
                     for a, b in chunks]
             out = run_workers(_chunk_worker, jobs, stall_timeout=timeout, on_progress=bar.update,
                               what="co-simulation worker")
@@ -545,7 +550,7 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
             float_max_abs_diff=fdiff, int8_cy_vs_np_identical=cynp,
             rtl_identical=int(identical[:, i].sum()) if rtl else None,
             rtl_cycles_per_image=float(cyc[:, i].mean()) if rtl and layer.kind != "flatten" else None,
-            model_cycles_per_image=_model_cycles(layer, shapes[i], rows, cols),
+            model_cycles_per_image=_model_cycles(layer, shapes[i], rows, cols, buffers),
         ))
     preds = {"float-cython": np.argmax(float_cy_logits, axis=1), "int8-cython": np.argmax(cy_logits, axis=1)}
     if n_golden:
@@ -667,6 +672,7 @@ def cli_cosim(args) -> int:
             progress=not as_json,
             worker_timeout=getattr(args, "worker_timeout", None),
             data=getattr(args, "data", None),
+            buffers=getattr(args, "buffers", None),
         )
     except Exception as e:
         return cli_error("cosim", e, as_json)

@@ -47,16 +47,33 @@ def _best_time(fn, repeats: int) -> float:
     return best
 
 
-def _model_cycles(kind, layer, in_shape, rows, cols):
+def _model_cycles(kind, layer, in_shape, rows, cols, buffers=None, strict=True):
+    """The tiled cycle model's figure (None for flatten; for the sweep, strict=False: None when these
+    buffers cannot hold the layer on that array)."""
     from .harness import _model_cycles as mc
 
-    return mc(layer, in_shape, rows, cols) if kind != "flatten" else None
+    if kind == "flatten":
+        return None
+    try:
+        return mc(layer, in_shape, rows, cols, buffers)
+    except ValueError:
+        if strict:
+            raise
+        return None
 
 
 def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, array=(8, 8), clock_mhz=200.0,
-                  rtl_images: int = 4, repeats: int = 3, driver: str = "fast", rtl: bool = True) -> dict:
-    """Profile `model` (float) and its quantised form on `images` (uint8 MNIST); returns a JSON-able dict."""
+                  rtl_images: int = 4, repeats: int = 3, driver: str = "fast", rtl: bool = True,
+                  buffers=None) -> dict:
+    """Profile `model` (float) and its quantised form on `images` (uint8 MNIST); returns a JSON-able dict.
+    `buffers` (cnnx.compile.tiling.parse_buffers' text or dict) sets the cores' buffer sizes (layers are
+    tiled to them)."""
     rows, cols = array
+    if buffers is not None:
+        from .compile import tiling
+
+        buffers = tiling.parse_buffers(buffers)
+        tiling.check_buffers(buffers, rows, cols)
     if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, int | float) or not (
         math.isfinite(clock_mhz) and clock_mhz > 0
     ):
@@ -103,15 +120,16 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
             t_np = _best_time(lambda lay=layer, g=g: ptq.run_layer(lay, g, "numpy"), 1)
             row["int8_numpy_us"] = 1e6 * t_np / len(g)
             row["macs"] = layer_macs(layer, tuple(q_inputs[i].shape[1:]), tuple(q_inputs[i + 1].shape[1:]))
-            row["model_cycles"] = _model_cycles(layer.kind, layer, tuple(q_inputs[i].shape[1:]), rows, cols)
+            row["model_cycles"] = _model_cycles(layer.kind, layer, tuple(q_inputs[i].shape[1:]), rows, cols,
+                                                buffers, strict=False)
             rows_out.append(row)
     finally:
         set_num_threads(saved)
 
     # measured cycles on the simulator (a few images), chained on the CPU's int8 inputs
     if rtl:
-        check_fits_rtl(qmodel)  # a layer too big for the cores is refused by name, before any simulation
-        runner = RtlRunner(qmodel, rows, cols, driver)
+        check_fits_rtl(qmodel, rows, cols, buffers)  # a layer the tiler cannot split: refused by name, first
+        runner = RtlRunner(qmodel, rows, cols, driver, buffers=buffers)
         k = max(1, min(rtl_images, n))
         for i, row in enumerate(rows_out):
             if row["kind"] == "flatten":
@@ -139,7 +157,7 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
         for i, layer in enumerate(qmodel.layers):
             if layer.kind == "flatten":
                 continue
-            cyc = _model_cycles(layer.kind, layer, tuple(q_inputs[i].shape[1:]), r, c)
+            cyc = _model_cycles(layer.kind, layer, tuple(q_inputs[i].shape[1:]), r, c, buffers, strict=False)
             macs = rows_out[i]["macs"]
             per.append({"index": i, "name": layer.name, "cycles": cyc,
                         "mac_utilisation": (macs / (cyc * r * c)) if cyc and macs else None})
@@ -267,7 +285,7 @@ def cli_profile(args) -> int:
         read(run_dir)  # a missing or corrupt checkpoint is refused before the output directory is made
         with output_dir(out, "--out", files=PROFILE_FILES, what="profile directory"):
             prof = profile_run_dir(run_dir, n_images=args.images, array=array, clock_mhz=clock,
-                                   data=getattr(args, "data", None))
+                                   data=getattr(args, "data", None), buffers=getattr(args, "buffers", None))
             prof["charts"] = write_charts(prof, out)
             text = dumps(prof, indent=1)
             with atomic_write(Path(out, "profile.json"), "w") as f:
