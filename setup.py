@@ -65,9 +65,10 @@ extensions = [
 ]
 
 setup(
-    packages=["cnnx", "cnnx._kernels", "cnnx.sim", "cnnx.verilog"],
+    packages=["cnnx", "cnnx._kernels", "cnnx.sim", "cnnx.verilog", "cnnx.io", "cnnx.compile"],
     package_dir={"cnnx": "cnnx", "cnnx.sim": "sim", "cnnx.verilog": "verilog"},
-    package_data={"cnnx.verilog": ["*.v", "*.vh"], "cnnx.sim": ["*.cpp", "*.h"], "cnnx._kernels": ["*.h"]},
+    package_data={"cnnx.verilog": ["*.v", "*.vh"], "cnnx.sim": ["*.cpp", "*.h"], "cnnx._kernels": ["*.h"],
+                  "cnnx.io": ["export_tb/*"]},
     ext_modules=cythonize(
         extensions,
         language_level=3,

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = TrainConfig()
     p = _Parser(prog="cnnx", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,eval,cosim,profile,import}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,eval,cosim,profile,import,export}")
 
     t = sub.add_parser(
         "train",
@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .io.cli import add_import_parser
 
     add_import_parser(sub)
+    from .io.cli import add_export_parser
+
+    add_export_parser(sub, _positive_int)
     return p
 
 
@@ -370,8 +373,14 @@ def cmd_import(args) -> int:
     return cli_import(args, _Out(args.json))
 
 
+def cmd_export(args) -> int:
+    from .io.cli import cli_export
+
+    return cli_export(args)
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "cosim": cmd_cosim, "profile": cmd_profile,
-            "import": cmd_import}
+            "import": cmd_import, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

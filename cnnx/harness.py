@@ -101,13 +101,6 @@ def _corrupted(w: np.ndarray) -> np.ndarray:
     return w
 
 
-def _per_image_cycles(core, n: int, total) -> np.ndarray:
-    per = getattr(core, "last_cycles", None)
-    if per is not None and np.size(per) == n:
-        return np.asarray(per, np.int64).reshape(n)
-    return np.full(n, int(total) // max(n, 1), np.int64)
-
-
 def import_sim():
     """The co-simulation bridge `cnnx.sim` (the top-level `sim/` folder, mapped into the package by setup.py),
     imported only when the RTL is used so that the CPU paths work without pyverilator."""

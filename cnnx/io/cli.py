@@ -66,3 +66,42 @@ def cli_import(args, out) -> int:
     if args.json:
         print(json.dumps(res), flush=True)
     return 0
+
+
+def add_export_parser(sub, positive_int) -> None:
+    e = sub.add_parser(
+        "export", help="export an int8 run for an FPGA flow, with a standalone Verilator testbench",
+        description="Write RUN_DIR's int8 network (quantised as cosim does) to DIR: weights/biases as "
+                    "$readmemh files and a C header, requantisation constants, layer descriptors "
+                    "(layers.json), golden vectors of N test images, the RTL and a C++ Verilator testbench "
+                    "with a Makefile (`make -C DIR` checks every output and cycle count, no Python).")
+    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("--out", required=True, metavar="DIR", help="export directory")
+    e.add_argument("--images", type=positive_int, default=10, help="golden test images (default 10)")
+    e.add_argument("--array", default="8x8", help="systolic array ROWSxCOLS (default 8x8)")
+    e.add_argument("--buffers", default=None, help="core buffer sizes, e.g. in=8K,w=64K,out=8K,bias=256")
+    e.add_argument("--data", default=None, metavar="FILE.npz", help="use this dataset (default: the run's)")
+    e.add_argument("--json", action="store_true")
+
+
+def cli_export(args) -> int:
+    from .._cliutil import cli_error, dumps, output_dir
+    from ..harness import parse_array
+    from .export import export_run_dir
+
+    try:
+        array = parse_array(args.array)
+        with output_dir(args.out, "--out", files=("layers.json",), what="export directory"):
+            desc = export_run_dir(args.run_dir, args.out, n_images=args.images, data=args.data, array=array,
+                                  buffers=args.buffers)
+    except Exception as e:
+        return cli_error("export", e, args.json)
+    res = {"out": str(args.out), "images": desc["images"], "layers": len(desc["layers"]),
+           "expected_cycles_per_image": desc["expected_cycles_per_image"]}
+    if args.json:
+        print(dumps(res))
+    else:
+        print(f"exported {args.run_dir} to {args.out}: {res['layers']} layers, {res['images']} golden "
+              f"images, {res['expected_cycles_per_image']} cycles per image on {array[0]}x{array[1]}; "
+              f"check with: make -C {args.out}")
+    return 0

@@ -6,8 +6,9 @@ What DIR holds
   model.h              every layer's weights, biases and requantisation constants as C arrays
   weights/layer<i>_w.hex, layer<i>_b.hex   the weights (int8, (F, C, KH, KW) order, one byte per line) and
                        biases (int32, one per line) as `$readmemh` files
-  golden/act<i>.hex    N golden vectors from the int8 golden model (cnnx.reference via cnnx.ptq's "numpy"
-                       backend): act0 the int8 input, act<i+1> layer i's output, one byte per line, image-major
+  golden/act<i>.hex    N golden vectors from the int8 golden model (cnnx.reference via cnnx.ptq's
+                       "numpy" backend): act0 the int8 input, act<i+1> layer i's output, one byte per
+                       line, image-major
   program/layer<i>.txt the host-interface traffic of layer i on the cores, as the drivers (cnnx.sim) and the
                        tiler (cnnx.compile.tiling) produce it: register writes, buffer writes whose bytes are
                        given as indices into the weight/bias files, and runs whose input bytes index the
@@ -214,7 +215,8 @@ def export_model(qmodel, images: np.ndarray, out, *, array=(8, 8), buffers=None)
     for i, layer in enumerate(qmodel.layers):
         in_shape, out_shape = tuple(trace[i].shape[1:]), tuple(trace[i + 1].shape[1:])
         d = {"index": i, "kind": layer.kind, "name": layer.name, "in_shape": list(in_shape),
-             "out_shape": list(out_shape), "in_vector": f"golden/act{i}.hex", "out_vector": f"golden/act{i + 1}.hex"}
+             "out_shape": list(out_shape), "in_vector": f"golden/act{i}.hex",
+             "out_vector": f"golden/act{i + 1}.hex"}
         if layer.kind == "flatten":
             layers.append(d)
             continue
@@ -226,16 +228,18 @@ def export_model(qmodel, images: np.ndarray, out, *, array=(8, 8), buffers=None)
                  expected_cycles_per_image=int(sum(op[4] for op in runs)))
         if layer.kind in ("conv", "linear"):
             d.update(weight_shape=list(layer.w.shape), mult=int(layer.rq.mult), shift=int(layer.rq.shift),
-                     relu=bool(layer.rq.relu), weights=f"weights/layer{i}_w.hex", bias=f"weights/layer{i}_b.hex")
+                     relu=bool(layer.rq.relu), weights=f"weights/layer{i}_w.hex",
+                     bias=f"weights/layer{i}_b.hex")
             if layer.kind == "conv":
                 d.update(stride=int(layer.stride), padding=int(layer.padding))
             _write_text(out / "weights" / f"layer{i}_w.hex", _hex_bytes(layer.w))
             _write_text(out / "weights" / f"layer{i}_b.hex", _hex_words(layer.b))
             header += [f"// layer {i}: {layer.name}, weights {tuple(layer.w.shape)}\n",
-                       f"#define CNNX_L{i}_MULT {int(layer.rq.mult)}\n#define CNNX_L{i}_SHIFT {int(layer.rq.shift)}\n",
+                       f"#define CNNX_L{i}_MULT {int(layer.rq.mult)}\n",
+                       f"#define CNNX_L{i}_SHIFT {int(layer.rq.shift)}\n",
                        f"#define CNNX_L{i}_RELU {int(bool(layer.rq.relu))}\n",
-                       _c_array("int8_t", f"cnnx_l{i}_weight", layer.w), _c_array("int32_t", f"cnnx_l{i}_bias", layer.b),
-                       "\n"]
+                       _c_array("int8_t", f"cnnx_l{i}_weight", layer.w),
+                       _c_array("int32_t", f"cnnx_l{i}_bias", layer.b), "\n"]
         else:
             d.update(kernel=int(layer.kernel), stride=int(layer.stride))
         layers.append(d)
@@ -264,8 +268,8 @@ def export_model(qmodel, images: np.ndarray, out, *, array=(8, 8), buffers=None)
             text = text.replace("@CORES@", cores)
             text = text.replace("@CONV_PARAMS@", " ".join(
                 f"-G{k}={v}" for k, v in [("ROWS", rows), ("COLS", cols), *buffers.items()]))
-            text = text.replace("@POOL_PARAMS@", " ".join(
-                f"-G{k}={v}" for k, v in [("LANES", cycle_model.POOL_LANES), *pool_buffers.items()]))
+            pool = [("LANES", cycle_model.POOL_LANES), *pool_buffers.items()]
+            text = text.replace("@POOL_PARAMS@", " ".join(f"-G{k}={v}" for k, v in pool))
         _write_text(out / name, text)
     return desc
 

@@ -184,3 +184,21 @@ def test_cosim_api_tiles_mlp_with_buffers(mlp_q):
     with pytest.raises(ValueError, match=r"int8 layer 1 .*raw-accumulator"):
         run_cosim(model, images[:1], np.zeros(1, np.int64), qmodel=q, array=(8, 8), workers=1,
                   progress=False, buffers="in=1K,w=4K,out=1K,bias=64")
+
+
+def test_cosim_and_profile_refuse_bad_buffers_before_any_build(mlp_q):
+    from cnnx.harness import run_cosim
+    from cnnx.profile import profile_model
+
+    model, q, images = mlp_q
+    with pytest.raises(ValueError, match="power of two"):
+        run_cosim(model, images[:1], np.zeros(1, np.int64), qmodel=q, workers=1, progress=False,
+                  buffers="in=1000")
+    with pytest.raises(ValueError, match="unknown buffer"):
+        profile_model(model, q, images[:1], repeats=1, buffers="q=1K")
+
+
+def test_cli_cosim_buffers_error_exit_2(tmp_path, capsys):
+    from cnnx.cli import main
+
+    assert main(["cosim", str(tmp_path / "missing"), "--buffers", "in=1K", "--json"]) == 2
