@@ -191,9 +191,18 @@ module cnnx_conv_core #(
         f_le_cols_reg <= (f_reg <= COLS_D);
     end
 
-    wire empty_layer = (c_reg == 0) || (kh_reg == 0) || (kw_reg == 0) || (f_reg == 0) || (oh_reg == 0)
+    // a zero size, registered (static while idle): `start` then only meets registers on its way in
+    reg  empty_layer;
+    always @(posedge clk) begin
+        empty_layer <= (c_reg == 0) || (kh_reg == 0) || (kw_reg == 0) || (f_reg == 0) || (oh_reg == 0)
                        || (ow_reg == 0);
-    wire start_run = idle && start && !empty_layer;
+    end
+    // the writers are cleared one cycle after a run starts (they are idle through the set-up cycles), from
+    // a register: the clear fans out to every writer's state
+    reg  start_run;
+    always @(posedge clk) begin
+        start_run <= !rst && idle && start && !empty_layer;
+    end
 
     // ---------------------------------------------------------------------------------------------------
     // the pixel walker: the window origin (ih0, iw0), base address ih0*W + iw0 and validity of one output

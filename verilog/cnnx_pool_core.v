@@ -133,7 +133,10 @@ module cnnx_pool_core #(
     // "last index" flags, registered with their counters (the walker's decisions start from registers)
     reg  last_kw, last_kh, last_ow, last_oh, last_ch;
     wire running = (state_reg == ST_RUN);
-    wire empty_layer = (c_reg == 0) || (k_reg == 0) || (oh_reg == 0) || (ow_reg == 0);
+    reg  empty_layer;    // a zero size, registered (static while idle)
+    always @(posedge clk) begin
+        empty_layer <= (c_reg == 0) || (k_reg == 0) || (oh_reg == 0) || (ow_reg == 0);
+    end
     wire [D-1:0] ch_next = ch_reg + LANES32[D-1:0];
 
     wire [LANES-1:0] lane_on_first;    // lane l has channel l, ch_next + l

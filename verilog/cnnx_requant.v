@@ -19,7 +19,8 @@
 // Why so many stages: an unregistered ECP5 multiplier alone takes about 4 ns, a 49-bit carry chain about
 // 3 ns, and the 49-bit variable shift 3 to 4 LUT levels; each gets its own cycle.
 // `tag_in` rides along unchanged (the cores carry the output address and write enable in it).
-// MULT is 1 ... 32767 and SHIFT 1 ... 47 (cnnx.quant.Requant); both must stay constant while values flow.
+// MULT is 1 ... 32767 and SHIFT 1 ... 47 (cnnx.quant.Requant); both must stay constant while values flow
+// (SHIFT from at least the cycle before a value enters).
 module cnnx_requant #(
     parameter TAG_W = 1   // width of the side-band word carried with each value
 ) (
@@ -81,7 +82,8 @@ module cnnx_requant #(
     endgenerate
     wire [31:0] p_lo = ({12'd0, q_lo_reg[19:0]} + {8'd0, q_lo_reg[39:20], 4'd0})
                        + ({4'd0, q_lo_reg[59:40], 8'd0} + {q_lo_reg[79:60], 12'd0});
-    wire [5:0] shift_m1 = shift - 6'd1;
+    reg  [5:0] shift_m1;            // SHIFT - 1, registered: it is static, and its subtractor would
+                                    // otherwise sit in front of the 50-bit shifter
 
     // stage 5 arithmetic: saturation from t's sign and upper bits, the rounded value from its low bits
     wire        t_neg = t_reg[49];
@@ -107,6 +109,7 @@ module cnnx_requant #(
         p_hi_q <= p_hi_reg;
         p_lo_reg <= p_lo;
         x_reg <= {p_hi_q, 16'd0} + {18'd0, p_lo_reg};
+        shift_m1 <= shift - 6'd1;
         t_reg <= x_reg >>> shift_m1;
         y_reg <= y_next;
     end
