@@ -15,12 +15,13 @@ A mutant whose `old` text does not occur exactly once is STALE (the code moved o
 stale one and exits non-zero without running anything, so the list is refreshed rather than silently rotting.
 
 For each mutant: the files `git ls-files` lists are copied to a temporary directory (plus the built Cython
-extensions and their generated C, with their timestamps, so only a mutated .pyx is recompiled), the mutant is
-applied, a `.pyx` mutant is rebuilt with `setup.py build_ext --inplace` in the copy, and `pytest -x -q <tests>`
-runs there with PYTHONPATH pointing at the copy (`cnnx.sim` and `cnnx.verilog` are symlinked into the copy's
-package, as setup.py maps them). Verilator builds are cached by a hash of the Verilog sources, so a mutated core
-gets a build of its own; XDG_CACHE_HOME points at a cache inside the copy, so nothing built from a mutant lands
-in the real cache, whose finished builds (and MNIST) are linked in for reuse by the unmutated configurations.
+extensions and their generated C, with their timestamps, so only a mutated .pyx is recompiled), the mutant
+is applied, a `.pyx` mutant is rebuilt with `setup.py build_ext --inplace` in the copy, and `pytest -x -q
+<tests>` runs there with PYTHONPATH pointing at the copy (`cnnx.sim` and `cnnx.verilog` are symlinked into
+the copy's package, as setup.py maps them). Verilator builds are cached by a hash of the Verilog sources, so
+a mutated core gets a build of its own; XDG_CACHE_HOME points at a cache inside the copy, so nothing built
+from a mutant lands in the real cache, whose finished builds (and MNIST) are linked in for reuse by the
+unmutated configurations.
 The copy, with its builds, is deleted after the run.
 
 Exit status: 0 when every mutant was killed; 1 when one survived or its tests could not run; 2 when one is
@@ -51,9 +52,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 FIELDS = {"name": str, "path": str, "old": str, "new": str, "tests": list}
@@ -132,7 +134,8 @@ def _link_real_cache(base: Path) -> Path:
     """A fresh cache directory for one mutant's run, with the real cache's finished RTL builds and the MNIST
     .npz linked in: an unmutated configuration is reused, anything built from a mutant stays in `base`."""
     real = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    rtl_real = Path(os.environ["CNNX_RTL_CACHE"]) if os.environ.get("CNNX_RTL_CACHE") else real / "cnnx" / "rtl"
+    rtl_env = os.environ.get("CNNX_RTL_CACHE")
+    rtl_real = Path(rtl_env) if rtl_env else real / "cnnx" / "rtl"
     (base / "cnnx" / "rtl").mkdir(parents=True, exist_ok=True)
     for d in rtl_real.glob("*") if rtl_real.is_dir() else []:
         if d.is_dir() and (d / "libcnnx_batch.so").exists():

@@ -113,8 +113,11 @@ def test_macs_ideal_and_utilisation_non_square():
     assert cycles.utilisation(0, cyc, 3, 5) is None and cycles.utilisation(10, 0, 3, 5) is None
 
 
-@pytest.mark.parametrize("C, H, W, k, s, lanes", [(6, 28, 28, 2, 2, 4), (7, 9, 9, 3, 3, 3), (4, 7, 7, 3, 2, 4),
-                                                   (1, 5, 4, 2, 1, 2), (5, 6, 6, 2, None, 4)])
+POOLS = [(6, 28, 28, 2, 2, 4), (7, 9, 9, 3, 3, 3), (4, 7, 7, 3, 2, 4), (1, 5, 4, 2, 1, 2),
+         (5, 6, 6, 2, None, 4)]
+
+
+@pytest.mark.parametrize("C, H, W, k, s, lanes", POOLS)
 def test_pool_cycles(C, H, W, k, s, lanes):
     st = k if s is None else s
     OH, OW = (H - k) // st + 1, (W - k) // st + 1

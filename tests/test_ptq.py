@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cnnx import data, models, nn, ptq, quant, reference
+from cnnx import data, models, nn, ptq, reference
 from cnnx.train import TrainConfig, fit
 
 

@@ -52,7 +52,8 @@ def _lp(layer, x, p):
 
 
 def _lp_bw(layer, dy, x, p):
-    return ref.lp_pool2d_backward(dy, x, layer.norm_type, layer.kernel_size, layer.stride, layer.floor_mode), {}
+    dx = ref.lp_pool2d_backward(dy, x, layer.norm_type, layer.kernel_size, layer.stride, layer.floor_mode)
+    return dx, {}
 
 
 def _unary(fwd, bwd, arg=None, on_output=False):
@@ -100,13 +101,15 @@ class Case:
     extra: dict = field(default_factory=dict)
 
 
-_MAXP, _AVGP, _SUMP = (_pool(ref.max_pool2d, ref.max_pool2d_backward), _pool(ref.avg_pool2d, ref.avg_pool2d_backward),
-                       _pool(ref.sum_pool2d, ref.sum_pool2d_backward))
+_MAXP = _pool(ref.max_pool2d, ref.max_pool2d_backward)
+_AVGP = _pool(ref.avg_pool2d, ref.avg_pool2d_backward)
+_SUMP = _pool(ref.sum_pool2d, ref.sum_pool2d_backward)
 
 CASES = [
     Case("Conv2d", lambda: nn.Conv2d(2, 3, 3, padding=1, seed=1), (2, 2, 5, 5), _conv, _conv_bw),
     Case("Conv2d-stride(1,2)-pad(1,0)-kernel(3,2)",
-         lambda: nn.Conv2d(2, 3, (3, 2), stride=(1, 2), padding=(1, 0), seed=2), (2, 2, 6, 8), _conv, _conv_bw),
+         lambda: nn.Conv2d(2, 3, (3, 2), stride=(1, 2), padding=(1, 0), seed=2), (2, 2, 6, 8),
+         _conv, _conv_bw),
     Case("Conv2d-nobias-floor", lambda: nn.Conv2d(1, 2, 3, stride=2, bias=False, floor_mode=True, seed=3),
          (2, 1, 6, 6), _conv, _conv_bw),
     Case("Linear", lambda: nn.Linear(5, 4, seed=4), (3, 5), _linear, _linear_bw),

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from hypothesis_profile import hypothesis_examples
 
 from cnnx import cycles, quant, reference
 
@@ -162,7 +163,7 @@ def test_linear_as_1x1_conv(array, rtl_rng, conv_core):
 
 
 @pytest.mark.rtl
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=hypothesis_examples(40), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     data=st.data(),
     C=st.integers(1, 5), F=st.integers(1, 11), KH=st.integers(1, 5), KW=st.integers(1, 5),
