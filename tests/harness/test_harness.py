@@ -180,3 +180,27 @@ def test_rtl_on_a_3x5_array(tiny):
         if r.kind != "flatten":
             assert r.rtl_cycles_per_image == r.model_cycles_per_image
     assert tuple(res.array) == (3, 5)
+
+
+@pytest.mark.parametrize("layer", [lambda nn: nn.Tanh(), lambda nn: nn.Sigmoid(), lambda nn: nn.Dropout(0.5),
+                                   lambda nn: nn.AvgPool2d(2), lambda nn: nn.MaxPool2d(3, stride=1),
+                                   lambda nn: nn.ReLU()])
+def test_float_golden_layer_of_each_kind(layer, rng, layer_check):
+    from cnnx import nn
+
+    m = layer(nn).eval()
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    layer_check(m.forward(x), harness.float_golden_layer(m, x), what=type(m).__name__)
+
+
+def test_float_golden_layer_refuses_what_it_does_not_know():
+    from cnnx import nn
+
+    with pytest.raises(ValueError, match="no float golden function"):
+        harness.float_golden_layer(nn.LeakyReLU(), np.zeros((1, 2)))
+
+
+def test_parse_array_forms():
+    assert harness.parse_array((3, 5)) == (3, 5) and harness.parse_array("3X5") == (3, 5)
+    with pytest.raises(ValueError, match="positive"):
+        harness.parse_array("0x4")
