@@ -4,7 +4,6 @@ rename protocol (a fake compile stands in for Verilator), and what a failing bui
 from __future__ import annotations
 
 import pytest
-
 from cnnx.sim import builder
 
 pytestmark = pytest.mark.rtl
@@ -58,7 +57,8 @@ def test_cache_key_covers_parameters_and_sources(monkeypatch, tmp_path):
     k1 = builder.cache_key(top, builder.resolve_params(top, {"ROWS": 3, "COLS": 5}))
     assert k1.startswith("cnnx_conv_core-cols5-rows3-")
     assert k1 == builder.cache_key(top, builder.resolve_params(top, {"COLS": 5, "ROWS": 3}))
-    assert k1 != builder.cache_key(top, builder.resolve_params(top, {"ROWS": 3, "COLS": 5, "BIAS_DEPTH": 128}))
+    other = builder.resolve_params(top, {"ROWS": 3, "COLS": 5, "BIAS_DEPTH": 128})
+    assert k1 != builder.cache_key(top, other)
     # a changed Verilog source is a different build
     rtl = tmp_path / "rtl"
     rtl.mkdir()
