@@ -155,7 +155,8 @@ def _env(copy: Path, cache: Path) -> dict:
 
 
 def run_mutant(m: Mutant, timeout: float, keep: bool = False) -> tuple[str, float, str]:
-    """(result, seconds, log tail): result is killed, survived, timeout (counted as killed) or error."""
+    """(result, seconds, log tail): result is killed, survived, timeout (counted as killed) or error (the
+    mutant did not build, or pytest could not run its tests: exit status other than 0 or 1)."""
     t0 = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f"cnnx-mutant-{m.name}-"))
     try:
@@ -174,8 +175,8 @@ def run_mutant(m: Mutant, timeout: float, keep: bool = False) -> tuple[str, floa
         if m.path.endswith((".pyx", ".pxd")):
             b = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tmp, env=env,
                                capture_output=True, text=True)
-            if b.returncode != 0:  # a mutant that does not compile is caught by the build: killed
-                return "killed", time.perf_counter() - t0, "build failed: " + b.stderr[-2000:]
+            if b.returncode != 0:  # a mutant that does not compile tests nothing: fix the entry
+                return "error", time.perf_counter() - t0, "build failed: " + b.stderr[-2000:]
         cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *m.tests]
         try:
             r = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout)
