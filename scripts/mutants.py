@@ -121,10 +121,16 @@ def _copy_repo(dst: Path) -> None:
         if rel and (ROOT / rel).is_file():
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dst / rel)
-    # the built extensions and their generated C, timestamps kept: build_ext then recompiles only what changed
-    for pattern in ("cnnx/_kernels/*.so", "cnnx/_kernels/*.c"):
+    # the built extensions and their generated C, dated so that each .so is newer than its .c and each .c
+    # newer than its .pyx (they were built from these sources): build_ext then recompiles only the .pyx the
+    # mutant touches (written after this), whatever order the real tree's files were last touched in
+    now = time.time()
+    for pattern, age in (("cnnx/_kernels/*.c", 20), ("cnnx/_kernels/*.so", 10)):
         for f in glob.glob(str(ROOT / pattern)):
-            shutil.copy2(f, dst / os.path.relpath(f, ROOT))
+            shutil.copy(f, dst / os.path.relpath(f, ROOT))
+            os.utime(dst / os.path.relpath(f, ROOT), (now - age, now - age))
+    for f in glob.glob(str(dst / "cnnx" / "_kernels" / "*.p*")):   # .pyx and .pxd
+        os.utime(f, (now - 30, now - 30))
     # setup.py maps sim/ and verilog/ into the package; a plain PYTHONPATH import needs them inside it
     for name in ("sim", "verilog"):
         os.symlink(dst / name, dst / "cnnx" / name)
