@@ -232,8 +232,17 @@ module cnnx_conv_core #(
     endgenerate
 
     // the pixel after the tile's last row starts the next pixel tile
-    wire [31:0] next_boh = g_rowaddr[ROWS-1].oh_nxt;  // ROWS >= 1 is guarded above
-    wire [31:0] next_bow = g_rowaddr[ROWS-1].ow_nxt;
+    wire [31:0] next_boh;
+    wire [31:0] next_bow;
+    generate
+        if (ROWS >= 1) begin : g_next_base
+            assign next_boh = g_rowaddr[ROWS-1].oh_nxt;
+            assign next_bow = g_rowaddr[ROWS-1].ow_nxt;
+        end else begin : g_no_rows
+            assign next_boh = 32'd0;
+            assign next_bow = 32'd0;
+        end
+    endgenerate
 
     wire [COLS*8-1:0] w_feed_next;
     generate
