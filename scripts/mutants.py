@@ -178,7 +178,9 @@ def run_mutant(m: Mutant, timeout: float, keep: bool = False) -> tuple[str, floa
         if probe.returncode != 0 or probe.stdout.count(str(tmp)) != 2:
             return "error", time.perf_counter() - t0, f"the copy does not import itself: {probe.stdout}" \
                                                       f"{probe.stderr}"
-        if m.path.endswith((".pyx", ".pxd")):
+        kernels = tmp / "cnnx" / "_kernels"
+        unbuilt = [p for p in kernels.glob("*.pyx") if not list(kernels.glob(p.stem + ".*.so"))]
+        if m.path.endswith((".pyx", ".pxd")) or unbuilt:  # unbuilt: a fresh clone without `make setup`
             b = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tmp, env=env,
                                capture_output=True, text=True)
             if b.returncode != 0:  # a mutant that does not compile tests nothing: fix the entry
