@@ -89,3 +89,25 @@ def pool_cycles(C, H, W, kernel, stride=None, lanes=POOL_LANES) -> int:
     OH = out_size(H, kernel, stride, 0, what="pooling window")
     OW = out_size(W, kernel, stride, 0, what="pooling window")
     return -(-C // lanes) * OH * OW * kernel * kernel + 1
+
+
+def layer_cycles(layer, in_shape, rows=8, cols=8) -> int | None:
+    """Cycles of one image through one int8 layer (`cnnx.ptq.QLayer`: its `kind`, `w`, `stride`, `padding`,
+    `kernel`) with input shape `in_shape` (no batch), on a ROWS x COLS conv core and the default pool core;
+    None for a layer the RTL does not run (flatten). The harness and the profiler both ask here."""
+    if layer.kind == "conv":
+        C, H, W = in_shape
+        F, _, KH, KW = layer.w.shape
+        return conv_cycles(C, H, W, F, KH, KW, layer.stride, layer.padding, rows, cols)
+    if layer.kind == "linear":
+        OUT, IN = layer.w.shape
+        return linear_cycles(IN, OUT, rows, cols)
+    if layer.kind in ("maxpool", "avgpool"):
+        C, H, W = in_shape
+        return pool_cycles(C, H, W, layer.kernel, layer.stride)
+    return None
+
+
+def utilisation(macs: int, cycles: int, rows: int, cols: int) -> float | None:
+    """MACs / (cycles * ROWS * COLS), or None when there is nothing to divide (no MACs or no cycles)."""
+    return macs / (cycles * rows * cols) if macs and cycles else None
