@@ -111,3 +111,33 @@ def tiled_conv_cycles(tiles, rows=8, cols=8) -> int:
 def tiled_pool_cycles(tiles, lanes=POOL_LANES) -> int:
     """The sum of pool_cycles over the runs of a channel-split pool layer, each (C, H, W, kernel, stride)."""
     return sum(pool_cycles(*t, lanes=lanes) for t in tiles)
+
+
+def layer_cycles(layer, in_shape, rows=8, cols=8, buffers=None) -> int | None:
+    """Cycles of one image through one int8 layer (`cnnx.ptq.QLayer`: its `kind`, `w`, `stride`, `padding`,
+    `kernel`) with input shape `in_shape` (no batch), on a ROWS x COLS conv core and the pool core, with the
+    cores' buffers (`buffers`: cnnx.compile.tiling.parse_buffers' dict; None: the cores' defaults). A layer
+    larger than the buffers is tiled as the RTL runner tiles it (cnnx.compile.tiling), and its cycles are
+    the sum over its runs (tiled_conv_cycles / tiled_pool_cycles); a layer the tiler cannot split raises
+    ValueError. None for a layer the RTL does not run (flatten). The harness and the profiler both ask
+    here."""
+    from .compile import tiling  # deferred: tiling builds on this module
+
+    conv_buf = buffers or tiling.CONV_DEFAULTS
+    if layer.kind == "conv":
+        C, H, W = in_shape
+        F, _, KH, KW = layer.w.shape
+        return tiling.conv_cycles(C, H, W, F, KH, KW, layer.stride, layer.padding, rows, cols, conv_buf)
+    if layer.kind == "linear":
+        OUT, IN = layer.w.shape
+        return tiling.conv_cycles(IN, 1, 1, OUT, 1, 1, 1, 0, rows, cols, conv_buf)
+    if layer.kind in ("maxpool", "avgpool"):
+        C, H, W = in_shape
+        pool_buf = tiling.pool_params(buffers)
+        return tiling.pool_cycles(C, H, W, layer.kernel, layer.stride, POOL_LANES, pool_buf)
+    return None
+
+
+def utilisation(macs: int, cycles: int, rows: int, cols: int) -> float | None:
+    """MACs / (cycles * ROWS * COLS), or None when there is nothing to divide (no MACs or no cycles)."""
+    return macs / (cycles * rows * cols) if macs and cycles else None

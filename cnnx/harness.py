@@ -37,16 +37,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import ptq
+from . import cycles, ptq
 from ._cliutil import cli_error, dumps
 
 # ------------------------------------------------------------------------------------------------------------
 # float paths
 # ------------------------------------------------------------------------------------------------------------
-
-
-def _pair1(value) -> int:
-    return int(value[0]) if isinstance(value, tuple | list) else int(value)
 
 
 def float_golden_layer(layer, x: np.ndarray) -> np.ndarray:
@@ -57,15 +53,15 @@ def float_golden_layer(layer, x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float64)
     if kind == "Conv2d":
         b = None if getattr(layer, "bias", None) is None else np.asarray(layer.bias.data, np.float64)
-        return ref.conv2d(x, np.asarray(layer.weight.data, np.float64), b, _pair1(layer.stride),
-                          _pair1(layer.padding))
+        # stride, padding and kernel sizes go through as the layer holds them (ints or (h, w) pairs)
+        return ref.conv2d(x, np.asarray(layer.weight.data, np.float64), b, layer.stride, layer.padding,
+                          getattr(layer, "floor_mode", False))
     if kind == "Linear":
         b = None if getattr(layer, "bias", None) is None else np.asarray(layer.bias.data, np.float64)
         return ref.linear(x, np.asarray(layer.weight.data, np.float64), b)
     if kind in ("MaxPool2d", "AvgPool2d"):
-        k = _pair1(layer.kernel_size)
-        s = k if getattr(layer, "stride", None) is None else _pair1(layer.stride)
-        return (ref.max_pool2d if kind == "MaxPool2d" else ref.avg_pool2d)(x, k, s)
+        return (ref.max_pool2d if kind == "MaxPool2d" else ref.avg_pool2d)(
+            x, layer.kernel_size, getattr(layer, "stride", None), getattr(layer, "floor_mode", False))
     if kind == "ReLU":
         return ref.relu(x)
     if kind == "Tanh":
@@ -159,7 +155,7 @@ def _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch,
     runner = runner if use_rtl else None
     n, n_layers = x_int8.shape[0], len(qmodel.layers)
     identical = np.zeros((n, n_layers), bool)
-    cycles = np.zeros((n, n_layers), np.int64)
+    per_cycles = np.zeros((n, n_layers), np.int64)
     cy_logits, rtl_logits = [], []
     mismatches = []  # first few (image, layer, n_elements_differing)
     for start in range(0, n, batch):
@@ -170,7 +166,7 @@ def _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch,
             h = xb
             for i in range(n_layers):
                 h, cyc = runner.run_layer(i, h)
-                cycles[start : start + len(xb), i] = cyc
+                per_cycles[start : start + len(xb), i] = cyc
                 diff = (h != trace[i + 1]).reshape(len(xb), -1)
                 identical[start : start + len(xb), i] = ~diff.any(axis=1)
                 for j in np.flatnonzero(diff.any(axis=1))[: max(0, 5 - len(mismatches))]:
@@ -179,7 +175,7 @@ def _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch,
         progress(len(xb))
     return {
         "identical": identical,
-        "cycles": cycles,
+        "cycles": per_cycles,
         "cy_logits": np.concatenate(cy_logits),
         "rtl_logits": np.concatenate(rtl_logits) if rtl_logits else None,
         "mismatches": mismatches,
@@ -329,27 +325,6 @@ class CosimResult:
         return "\n".join(lines)
 
 
-def _model_cycles(layer: ptq.QLayer, in_shape: tuple, rows: int, cols: int,
-                  buffers: dict | None = None) -> int | None:
-    """The analytical cycle model's figure for one image through this layer, tiled to the buffers as the
-    RTL runner tiles it (cnnx.compile.tiling; None if it has no RTL run)."""
-    from . import cycles
-    from .compile import tiling
-
-    conv_buf = buffers or tiling.CONV_DEFAULTS
-    if layer.kind == "conv":
-        C, H, W = in_shape
-        F, _, KH, KW = layer.w.shape
-        return int(tiling.conv_cycles(C, H, W, F, KH, KW, layer.stride, layer.padding, rows, cols, conv_buf))
-    if layer.kind == "linear":
-        return int(tiling.conv_cycles(in_shape[0], 1, 1, layer.w.shape[0], 1, 1, 1, 0, rows, cols, conv_buf))
-    if layer.kind in ("maxpool", "avgpool"):
-        C, H, W = in_shape
-        return int(tiling.pool_cycles(C, H, W, layer.kernel, layer.stride, cycles.POOL_LANES,
-                                      tiling.pool_params(buffers)))
-    return None
-
-
 def layers_for_groups(qmodel: ptq.QuantizedModel) -> list[list[int]]:
     """For each int8 layer, the indices of the float layers it stands for (e.g. Conv2d and its ReLU)."""
     out, prev = [], -1
@@ -362,8 +337,6 @@ def layers_for_groups(qmodel: ptq.QuantizedModel) -> list[list[int]]:
 def layer_macs(layer: ptq.QLayer, in_shape: tuple, out_shape: tuple) -> int:
     """Useful multiply-accumulates of one image through a conv/linear layer (0 for pools and flatten), as
     `cnnx.cycles` counts them."""
-    from . import cycles
-
     if layer.kind == "conv":
         F, C, KH, KW = layer.w.shape
         return int(cycles.conv_macs(C, in_shape[1], in_shape[2], F, KH, KW, layer.stride, layer.padding))
@@ -389,7 +362,7 @@ def check_fits_rtl(qmodel: ptq.QuantizedModel, rows: int = 8, cols: int = 8,
     for i, layer in enumerate(qmodel.layers):
         out, _ = ptq.run_layer(layer, h, "cython")
         try:
-            _model_cycles(layer, tuple(h.shape[1:]), rows, cols, buffers)
+            cycles.layer_cycles(layer, tuple(h.shape[1:]), rows, cols, buffers)
         except ValueError as e:
             raise ValueError(f"int8 layer {i} ({layer.name}, {tuple(h.shape[1:])} -> {tuple(out.shape[1:])}) "
                              f"cannot run on the RTL cores: {e}") from None
@@ -543,7 +516,7 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
             float_max_abs_diff=fdiff, int8_cy_vs_np_identical=cynp,
             rtl_identical=int(identical[:, i].sum()) if rtl else None,
             rtl_cycles_per_image=float(cyc[:, i].mean()) if rtl and layer.kind != "flatten" else None,
-            model_cycles_per_image=_model_cycles(layer, shapes[i], rows, cols, buffers),
+            model_cycles_per_image=cycles.layer_cycles(layer, shapes[i], rows, cols, buffers),
         ))
     preds = {"float-cython": np.argmax(float_cy_logits, axis=1), "int8-cython": np.argmax(cy_logits, axis=1)}
     if n_golden:

@@ -595,11 +595,6 @@ class Sequential(Module):
                f"total parameters: {total:,}"]
         return "\n".join(out)
 
-    def print_summary(self, input_shape) -> str:
-        s = self.summary(input_shape)
-        print(s)
-        return s
-
     def state_dict(self) -> dict[str, np.ndarray]:
         """{"0.weight": copy of the array, ...}."""
         return {name: p.data.copy() for name, p in self.named_parameters()}

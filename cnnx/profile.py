@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _threads, ptq
+from . import _threads, cycles, ptq
 from ._atomic import atomic_write
 from ._cliutil import cli_error, dumps, output_dir
 from ._threads import set_num_threads
@@ -47,18 +47,12 @@ def _best_time(fn, repeats: int) -> float:
     return best
 
 
-def _model_cycles(kind, layer, in_shape, rows, cols, buffers=None, strict=True):
-    """The tiled cycle model's figure (None for flatten; for the sweep, strict=False: None when these
-    buffers cannot hold the layer on that array)."""
-    from .harness import _model_cycles as mc
-
-    if kind == "flatten":
-        return None
+def _model_cycles(layer, in_shape, rows, cols, buffers=None):
+    """cnnx.cycles.layer_cycles, or None when these buffers cannot hold the layer on that array (the sweep
+    and the table report it as missing; the RTL run refuses it by name in check_fits_rtl)."""
     try:
-        return mc(layer, in_shape, rows, cols, buffers)
+        return cycles.layer_cycles(layer, in_shape, rows, cols, buffers)
     except ValueError:
-        if strict:
-            raise
         return None
 
 
@@ -120,8 +114,8 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
             t_np = _best_time(lambda lay=layer, g=g: ptq.run_layer(lay, g, "numpy"), 1)
             row["int8_numpy_us"] = 1e6 * t_np / len(g)
             row["macs"] = layer_macs(layer, tuple(q_inputs[i].shape[1:]), tuple(q_inputs[i + 1].shape[1:]))
-            row["model_cycles"] = _model_cycles(layer.kind, layer, tuple(q_inputs[i].shape[1:]), rows, cols,
-                                                buffers, strict=False)
+            row["model_cycles"] = _model_cycles(layer, tuple(q_inputs[i].shape[1:]), rows, cols,
+                                                buffers)
             rows_out.append(row)
     finally:
         set_num_threads(saved)
@@ -147,7 +141,7 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
             row["rtl_us"] = cyc / clock_mhz
             best_cpu = min(row["int8_cython_1t_us"], row["int8_cython_2t_us"])
             row["speedup_cpu_over_rtl"] = best_cpu / row["rtl_us"]
-            row["mac_utilisation"] = row["macs"] / (cyc * rows * cols) if row["macs"] else None
+            row["mac_utilisation"] = cycles.utilisation(row["macs"], cyc, rows, cols)
         else:
             row["rtl_us"] = row["speedup_cpu_over_rtl"] = row["mac_utilisation"] = None
 
@@ -157,14 +151,13 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
         for i, layer in enumerate(qmodel.layers):
             if layer.kind == "flatten":
                 continue
-            cyc = _model_cycles(layer.kind, layer, tuple(q_inputs[i].shape[1:]), r, c, buffers, strict=False)
-            macs = rows_out[i]["macs"]
+            cyc = _model_cycles(layer, tuple(q_inputs[i].shape[1:]), r, c, buffers)
             per.append({"index": i, "name": layer.name, "cycles": cyc,
-                        "mac_utilisation": (macs / (cyc * r * c)) if cyc and macs else None})
+                        "mac_utilisation": cycles.utilisation(rows_out[i]["macs"], cyc, r, c)})
         total = sum(p["cycles"] or 0 for p in per)
         macs = sum(row["macs"] for row in rows_out)
         sweep.append({"array": f"{r}x{c}", "total_cycles": total, "time_us": total / clock_mhz,
-                      "mac_utilisation": macs / (total * r * c) if total else None, "layers": per})
+                      "mac_utilisation": cycles.utilisation(macs, total, r, c), "layers": per})
     return {"array": f"{rows}x{cols}", "clock_mhz": clock_mhz, "images": n, "repeats": repeats,
             "rtl_images": min(rtl_images, n) if rtl else 0, "layers": rows_out, "sweep": sweep,
             "totals": _totals(rows_out)}

@@ -87,11 +87,11 @@ def run_layer(layer: QLayer, x: np.ndarray, backend: str = "cython", n_threads=N
     elif backend == "numpy":
         if layer.kind == "conv":
             acc = reference.conv2d_acc_int(x, layer.w, layer.b, layer.stride, layer.padding)
-            return quant.requantize(acc, layer.rq), acc
+            return reference.requantize(acc, layer.rq), acc
         if layer.kind == "linear":
             acc = reference.conv2d_acc_int(x[:, :, None, None], layer.w[:, :, None, None], layer.b)
             acc = acc[:, :, 0, 0]
-            return quant.requantize(acc, layer.rq), acc
+            return reference.requantize(acc, layer.rq), acc
         if layer.kind == "maxpool":
             return reference.maxpool2d_int8(x, layer.kernel, layer.stride), None
         if layer.kind == "avgpool":

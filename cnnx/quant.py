@@ -12,7 +12,7 @@ Requantisation of an int32 accumulator `acc` to int8 (per tensor, one (M, S) pai
                                          (floor) shift, so this rounds half up (towards +inf)
     2. y = max(y, 0)                     only when the layer fuses ReLU
     3. y = clamp(y, -128, 127)           saturation
-    The product needs ACC_BITS + MULT_BITS = 48 bits (signed), which the RTL carries.
+    The product acc * M needs 32 + 16 = 48 bits (signed; M is a 15-bit magnitude), which the RTL carries.
 
 Average pooling of int8 maps: the window sum (int32) goes through the same requantisation with
 (M, S) = `avg_pool_multiplier(kh * kw)` (no ReLU), i.e. a rounded multiply by 1/(kh*kw).
@@ -27,9 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 INT8_MIN, INT8_MAX = -128, 127
-ACC_BITS = 32
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-MULT_BITS = 16  # M is an unsigned 15-bit value carried in a 16-bit signed-safe register
 MULT_MAX = 2**15 - 1
 SHIFT_MAX = 47
 MULT_NORM_LO = 2**14  # `multiplier_from_scale` normalises M into [2**14, 2**15) for 15 significant bits

@@ -2,7 +2,8 @@
 
 Every fast path (Cython kernels, int8 path, the RTL cores) is tested against these functions; nothing here
 is optimised. Float functions compute in float64. Integer functions compute exactly (int64) and apply the
-int8 rules of `cnnx.quant`.
+int8 rules of `cnnx.quant`, with their own plain requantisation (`requantize`), so that the fast paths'
+`quant.requantize` is checked against a second implementation, not against itself.
 
 Shape letters: N batch, C in-channels, H/W input, F filters (out-channels), KH/KW kernel, OH/OW output.
 """
@@ -21,6 +22,27 @@ from .shapes import check_array, out_size
 
 def _as_int(name, a, dtype, ndim):
     return check_array(name, np.asarray(a), dtype, ndim)
+
+
+def requantize(acc, rq: quant.Requant) -> np.ndarray:
+    """The int8 requantisation of `cnnx.quant`, written independently of `quant.requantize` so that the
+    golden model checks it rather than repeats it: y = acc * M / 2**S rounded to the nearest integer, an
+    exact half going up (towards +inf), then ReLU if fused, then saturation to [-128, 127]. The rounding is
+    a floor division plus a look at the remainder (`quant.requantize` adds 2**(S-1) and shifts)."""
+    a = np.asarray(acc)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"requantize needs an integer accumulator, got dtype {a.dtype}")
+    a = a.astype(np.int64)
+    if a.size and (a.min() < quant.INT32_MIN or a.max() > quant.INT32_MAX):
+        raise ValueError("accumulator leaves int32; the layer is out of the int8 scheme's range")
+    den = 2**rq.shift
+    q, r = np.divmod(a * rq.mult, den)  # |acc * M| < 2**46: exact in int64; 0 <= r < den
+    q = q + (2 * r >= den)              # the remainder is half or more of the step: round up
+    if rq.relu:
+        q = np.where(q < 0, 0, q)
+    q = np.where(q > quant.INT8_MAX, quant.INT8_MAX, q)
+    q = np.where(q < quant.INT8_MIN, quant.INT8_MIN, q)
+    return q.astype(np.int8)
 
 
 def conv2d_acc_int(x, w, b, stride=1, padding=0, floor_mode=False) -> np.ndarray:
@@ -49,9 +71,8 @@ def conv2d_acc_int(x, w, b, stride=1, padding=0, floor_mode=False) -> np.ndarray
 
 
 def conv2d_int8(x, w, b, rq: quant.Requant, stride=1, padding=0, floor_mode=False) -> np.ndarray:
-    """int8 convolution: int32 accumulate (with bias), then `quant.requantize` (rounding, ReLU,
-    saturation)."""
-    return quant.requantize(conv2d_acc_int(x, w, b, stride, padding, floor_mode), rq)
+    """int8 convolution: int32 accumulate (with bias), then `requantize` (rounding, ReLU, saturation)."""
+    return requantize(conv2d_acc_int(x, w, b, stride, padding, floor_mode), rq)
 
 
 def linear_int8(x, w, b, rq: quant.Requant) -> np.ndarray:
@@ -86,7 +107,8 @@ def maxpool2d_int8(x, kernel, stride=None, floor_mode=False) -> np.ndarray:
 
 
 def avgpool2d_int8(x, kernel, stride=None, floor_mode=False) -> np.ndarray:
-    """Rounded mean of each window: the int32 window sum requantised by `quant.avg_pool_multiplier`."""
+    """Rounded mean of each window: the int32 window sum requantised (`requantize`) by
+    `quant.avg_pool_multiplier`."""
     x = _as_int("x", x, np.int8, 4)
     stride = kernel if stride is None else stride
     N, C, H, W = x.shape
@@ -95,7 +117,7 @@ def avgpool2d_int8(x, kernel, stride=None, floor_mode=False) -> np.ndarray:
     acc = np.empty((N, C, OH, OW), np.int64)
     for oh, ow, win in _pool_windows(x, kernel, stride, floor_mode):
         acc[:, :, oh, ow] = win.astype(np.int64).sum(axis=(2, 3))
-    return quant.requantize(acc, quant.avg_pool_multiplier(kernel * kernel))
+    return requantize(acc, quant.avg_pool_multiplier(kernel * kernel))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -3,10 +3,8 @@
 import numpy as np
 import pytest
 
-nn = pytest.importorskip("cnnx.nn")
-
-from cnnx import data, models, ptq, quant  # noqa: E402
-from cnnx.train import TrainConfig, fit  # noqa: E402
+from cnnx import data, models, nn, ptq, quant, reference
+from cnnx.train import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +83,7 @@ def test_cython_and_numpy_backends_bit_identical(mnist):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(acc_cy, acc_np)
     # the int8 logits are the requantised last accumulator
-    np.testing.assert_array_equal(cy[-1], quant.requantize(acc_cy, q.layers[-1].rq))
+    np.testing.assert_array_equal(cy[-1], reference.requantize(acc_cy, q.layers[-1].rq))
     with pytest.raises(ValueError, match="backend"):
         q.forward(test_x[:2], backend="torch")
 
@@ -138,3 +136,51 @@ def test_save_load_round_trip(mnist, tmp_path):
     assert [(a.kind, a.rq, a.stride, a.padding, a.kernel) for a in q.layers] == \
         [(b.kind, b.rq, b.stride, b.padding, b.kernel) for b in q2.layers]
     np.testing.assert_array_equal(q.forward(test_x[:5]), q2.forward(test_x[:5]))
+
+
+def test_quantised_model_save_load_summary_and_refusals(tmp_path, rng):
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, seed=0), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                          nn.Linear(2 * 4 * 4, 3, seed=1))
+    calib = rng.integers(0, 256, (8, 8, 8), dtype=np.uint8)
+    q = ptq.quantize_model(model, calib)
+    x = calib[:3]
+    q.save(tmp_path / "q.npz")
+    q2 = ptq.QuantizedModel.load(tmp_path / "q.npz")
+    np.testing.assert_array_equal(q2.forward(x), q.forward(x))
+    np.testing.assert_array_equal(q.predict(x), np.argmax(q.forward(x), axis=1))
+    np.testing.assert_array_equal(q.dequantized_logits(x), quant.dequantize(q.forward(x), q.layers[-1].scale))
+    # float input already normalised, and int8 input taken as quantised, give the same int8 path
+    xq = q.quantize_input(x)
+    np.testing.assert_array_equal(q.forward(xq), q.forward(x))
+    assert q.summary().splitlines()[0].startswith("input scale") and f"M={q.layers[0].rq.mult}" in q.summary()
+    with pytest.raises(TypeError, match="uint8 images, float or int8"):
+        q.quantize_input(x.astype(np.int32))
+    with pytest.raises(ValueError, match="input must have shape"):
+        q.quantize_input(calib[:2, :6, :6])
+    with pytest.raises(ValueError, match="backend"):
+        ptq.run_layer(q.layers[0], xq, backend="verilog")
+    with pytest.raises(ValueError, match="unknown int8 layer kind"):
+        ptq.run_layer(ptq.QLayer("softmax", "s", 1.0), xq)
+    bad = tmp_path / "bad.npz"
+    with open(bad, "wb") as f:
+        np.savez(f, meta=np.array('{"format": 7}'))
+    with pytest.raises(ValueError, match="not a cnnx quantised model"):
+        ptq.QuantizedModel.load(bad)
+
+
+@pytest.mark.parametrize("layer, match", [
+    (lambda: nn.Conv2d(1, 2, 3, stride=(1, 2), seed=0), "equal stride on both axes"),
+    (lambda: nn.Conv2d(1, 2, 3, stride=2, floor_mode=True, seed=0), "floor_mode"),
+])
+def test_layers_the_int8_path_refuses(layer, match, rng):
+    model = nn.Sequential(layer(), nn.ReLU(), nn.Flatten())
+    with pytest.raises(ValueError, match=match):
+        ptq.quantize_model(model, rng.integers(0, 256, (2, 9, 9), dtype=np.uint8))
+
+
+def test_calibration_input_is_checked(rng):
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, seed=0), nn.ReLU(), nn.Flatten())
+    with pytest.raises(TypeError, match="uint8 or float"):
+        ptq.quantize_model(model, rng.integers(0, 9, (2, 8, 8)))
+    with pytest.raises(ValueError, match="non-empty"):
+        ptq.quantize_model(model, np.zeros((0, 1, 8, 8), np.float32))

@@ -17,6 +17,7 @@ import pytest
 
 import cnnx
 from cnnx import checkpoint, cli, models, nn, optim
+from cnnx.data import load_mnist, to_float
 from cnnx.train import TrainConfig, TrainingInterrupted, augment, fit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,13 +175,15 @@ def test_two_threads_are_deterministic_too(tmp_path):
     "kw",
     [
         dict(model="lenet5-classic", schedule="step"),
-        dict(model="mlp", optimizer="adam", lr=1e-3, dropout=0.3, decoupled=True, weight_decay=0.01),
+        dict(model="mlp", optimizer="adam", lr=3e-3, dropout=0.3, decoupled=True, weight_decay=0.01),
     ],
     ids=["classic-step", "mlp-adamw-dropout"],
 )
 def test_other_models_and_optimisers_learn(tmp_path, kw):
-    res = fit(small_cfg(**kw), tmp_path, progress=False, log=lambda s: None)
-    assert res["test_accuracy"] > 0.3  # chance is 0.1
+    # 40 steps of 32 images: both reach 0.72-0.76 here (seeded, deterministic); 0.65 leaves room for another
+    # CPU's float rounding but not for a model that merely beats chance (0.1) or stalls at 0.33 as 10 steps do
+    res = fit(small_cfg(limit=1280, **kw), tmp_path, progress=False, log=lambda s: None)
+    assert res["test_accuracy"] > 0.65
     model, info = checkpoint.load(tmp_path)
     assert info["meta"]["config"]["model"] == kw["model"]
     if kw.get("dropout"):
@@ -222,7 +225,12 @@ def test_cli_train_json_then_eval(tmp_path, capsys):
         assert key in res
     assert res["epochs"] == 1 and res["run_dir"] == str(run)
     assert res["test_accuracy"] + res["test_error"] == pytest.approx(1.0)
-    assert res["test_accuracy"] > 0.3  # 9 steps on 576 images already beat chance (0.1) by far
+    # the reported figure is the checkpoint's accuracy on the 10,000 test images, recomputed here
+    model, _ = checkpoint.load(run)
+    images, labels = load_mnist("test")
+    pred = np.concatenate([model.forward(to_float(images[i : i + 2000])).argmax(axis=1)
+                           for i in range(0, 10_000, 2000)])
+    assert res["test_accuracy"] == float(np.mean(pred == labels))
     assert "test accuracy" in err  # the human summary went to stderr
     for name in ("checkpoint.npz", "metrics.json", "curves.png", "filters.png", "confusion.png"):
         assert (run / name).is_file(), name

@@ -294,7 +294,8 @@ def requantize(const int32_t[::1] acc, int8_t[::1] out, int64_t mult, int shift,
 
 
 def quantize(const float[::1] x, int8_t[::1] out, double scale):
-    """float32 -> int8 as `quant.quantize` (flat arrays); returns how many non-finite inputs (outputs then invalid)."""
+    """float32 -> int8 as `quant.quantize` (flat arrays); returns how many inputs were non-finite (the outputs
+    are then invalid)."""
     cdef Py_ssize_t nan
     with nogil:
         nan = cnnx_i8_quantize(&x[0], x.shape[0], scale, &out[0])

@@ -4,6 +4,7 @@ golden model forward and backward, and linear is a 1x1 convolution."""
 import numpy as np
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from hypothesis_profile import hypothesis_examples
 
 from cnnx import functional as F
 from cnnx import reference as ref
@@ -19,7 +20,7 @@ def _size(out, k, s, p):
     return size
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=hypothesis_examples(25))
 @given(n=st.integers(1, 3), c=st.integers(1, 4), f=st.integers(1, 5), oh=st.integers(1, 6),
        ow=st.integers(1, 6), kh=st.integers(1, 5), kw=st.integers(1, 5), sh=st.integers(1, 3),
        sw=st.integers(1, 3), ph=st.integers(0, 2), pw=st.integers(0, 2), seed=st.integers(0, 2**32 - 1))
@@ -39,7 +40,7 @@ def test_conv2d_random_shapes_match_golden(n, c, f, oh, ow, kh, kw, sh, sw, ph, 
         layer_check(g, e, what=name)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=hypothesis_examples(25))
 @given(n=st.integers(1, 3), c=st.integers(1, 3), oh=st.integers(1, 5), ow=st.integers(1, 5),
        kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 3),
        kind=st.sampled_from(["max", "avg", "sum", "l2"]), seed=st.integers(0, 2**32 - 1))
@@ -69,7 +70,7 @@ def test_pooling_random_shapes_match_golden(n, c, oh, ow, kh, kw, sh, sw, kind, 
     layer_check(got, want, what="backward")
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=hypothesis_examples(25))
 @given(n=st.integers(1, 5), i=st.integers(1, 20), o=st.integers(1, 20), seed=st.integers(0, 2**32 - 1))
 def test_linear_is_a_1x1_convolution(n, i, o, seed, layer_check):
     r = np.random.default_rng(seed)

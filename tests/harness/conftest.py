@@ -7,7 +7,6 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_run_dir(tmp_path_factory):
     """A LeNet-5 run directory: one short epoch on 2,000 training images (far above chance, quick)."""
-    pytest.importorskip("cnnx.nn")
     from cnnx.train import TrainConfig, fit
 
     run = tmp_path_factory.mktemp("tiny_lenet5")

@@ -41,7 +41,7 @@ def test_exported_testbench_passes_and_catches_a_changed_weight(tiny_run_dir, tm
     buf = tiling.parse_buffers("in=4K,w=4K,out=1K,bias=16")
     for d, layer in zip(desc["layers"], q.layers, strict=True):
         if layer.kind != "flatten":
-            want = harness._model_cycles(layer, tuple(d["in_shape"]), 4, 4, buf)
+            want = cycles.layer_cycles(layer, tuple(d["in_shape"]), 4, 4, buf)
             assert d["expected_cycles_per_image"] == want
     assert "CNNX_L0_MULT" in (out / "model.h").read_text() and cycles.CONV_PIPELINE
     ok = subprocess.run(["make", "-C", str(out)], capture_output=True, text=True, timeout=900)

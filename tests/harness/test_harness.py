@@ -150,3 +150,57 @@ def test_cli_bad_input_exit_code_2(tmp_path, capsys):
     assert harness.cli_cosim(_args("cosim", tmp_path / "missing")) == 2
     assert profile.cli_profile(_args("profile", tmp_path / "missing", out=str(tmp_path / "p"))) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_float_golden_takes_stride_and_padding_pairs(rng, layer_check):
+    """Conv2d(stride=(1, 2), padding=(1, 0)) through the harness's float paths: the golden model gets the
+    pairs as they are (it once kept element 0 only, giving (1, 2, 8, 9) against the engine's (1, 2, 8, 4))."""
+    from cnnx import nn
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, stride=(1, 2), padding=(1, 0), seed=0), nn.ReLU(),
+                          nn.MaxPool2d((2, 1), stride=(2, 1)), nn.Flatten(), nn.Linear(2 * 4 * 4, 3, seed=1))
+    x = rng.standard_normal((1, 1, 8, 9)).astype(np.float32)
+    fast, golden = harness.float_traces(model, x, golden=False), harness.float_traces(model, x, golden=True)
+    assert fast[0].shape == golden[0].shape == (1, 2, 8, 4)
+    for i, (a, b) in enumerate(zip(fast, golden, strict=True)):
+        layer_check(a, b, what=f"layer {i}")
+
+
+@pytest.mark.rtl
+@needs_sim
+def test_rtl_on_a_3x5_array(tiny):
+    """The whole network on a non-square array: bit-identical, and every layer's measured cycles equal the
+    cycle model's for ROWS=3, COLS=5."""
+    model, q, _, images, labels = tiny
+    res = harness.run_cosim(model, images[:3], labels[:3], qmodel=q, array=(3, 5), workers=1, golden_images=0,
+                            progress=False)
+    assert not res.int8_mismatch, res.table()
+    for r in res.layers:
+        assert r.rtl_identical == 3
+        if r.kind != "flatten":
+            assert r.rtl_cycles_per_image == r.model_cycles_per_image
+    assert tuple(res.array) == (3, 5)
+
+
+@pytest.mark.parametrize("layer", [lambda nn: nn.Tanh(), lambda nn: nn.Sigmoid(), lambda nn: nn.Dropout(0.5),
+                                   lambda nn: nn.AvgPool2d(2), lambda nn: nn.MaxPool2d(3, stride=1),
+                                   lambda nn: nn.ReLU()])
+def test_float_golden_layer_of_each_kind(layer, rng, layer_check):
+    from cnnx import nn
+
+    m = layer(nn).eval()
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    layer_check(m.forward(x), harness.float_golden_layer(m, x), what=type(m).__name__)
+
+
+def test_float_golden_layer_refuses_what_it_does_not_know():
+    from cnnx import nn
+
+    with pytest.raises(ValueError, match="no float golden function"):
+        harness.float_golden_layer(nn.LeakyReLU(), np.zeros((1, 2)))
+
+
+def test_parse_array_forms():
+    assert harness.parse_array((3, 5)) == (3, 5) and harness.parse_array("3X5") == (3, 5)
+    with pytest.raises(ValueError, match="positive"):
+        harness.parse_array("0x4")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from hypothesis_profile import hypothesis_examples
 
 from cnnx import cycles, quant, reference
 
@@ -162,7 +163,7 @@ def test_linear_as_1x1_conv(array, rtl_rng, conv_core):
 
 
 @pytest.mark.rtl
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=hypothesis_examples(40), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     data=st.data(),
     C=st.integers(1, 5), F=st.integers(1, 11), KH=st.integers(1, 5), KW=st.integers(1, 5),
@@ -192,3 +193,28 @@ def test_linear_batch_as_pixels(rtl_rng, conv_core):
     want = [cycles.linear_cycles(400, 120, 8, 8, batch=g) for g in (20, 20, 5)]
     assert core.last_cycles == want and total == sum(want)
     assert total < 45 * cycles.linear_cycles(400, 120, 8, 8) / 4
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("driver", ["python", "fast"])
+def test_conv_requantiser_rounds_exact_ties_half_up(driver, conv_core):
+    """Exact .5 ties, which random layers almost never hit, with the expected bytes worked out by hand:
+    a 1x1 convolution of weight 1 (acc = x + bias) through Requant(1, 1) halves acc and rounds half up."""
+    core = conv_core(2, 2, driver)
+    x = np.array([-5, -3, -1, 1, 3, 5, 127, -127], np.int8).reshape(1, 1, 1, 8)
+    w = np.ones((2, 1, 1, 1), np.int8)
+    b = np.array([0, -2], np.int32)
+    y, _ = core.run(x, w, b, quant.Requant(1, 1))
+    # filter 0: acc/2 = -2.5 -1.5 -0.5 0.5 1.5 2.5 63.5 -63.5; filter 1: (acc-2)/2 = -3.5 ... -64.5
+    np.testing.assert_array_equal(y[0, 0, 0], [-2, -1, 0, 1, 2, 3, 64, -63])
+    np.testing.assert_array_equal(y[0, 1, 0], [-3, -2, -1, 0, 1, 2, 63, -64])
+    y, _ = core.run(x, w, b, quant.Requant(1, 1, relu=True))
+    np.testing.assert_array_equal(y[0, 0, 0], [0, 0, 0, 1, 2, 3, 64, 0])
+    # 3 * acc / 4 ties where acc = 2 mod 4: -6 -> -4.5 -> -4, 2 -> 1.5 -> 2, 6 -> 4.5 -> 5, -2 -> -1.5 -> -1
+    x = np.array([-6, -2, 2, 6], np.int8).reshape(1, 1, 1, 4)
+    y, _ = core.run(x, w[:1], b[:1], quant.Requant(3, 2))
+    np.testing.assert_array_equal(y[0, 0, 0], [-4, -1, 2, 5])
+    # a tie at a large shift, carried by the bias alone: 2**30 / 2**31 = 0.5 -> 1, -0.5 -> 0
+    zero = np.zeros((1, 1, 1, 2), np.int8)
+    y, _ = core.run(zero, w, np.array([2**30, -(2**30)], np.int32), quant.Requant(1, 31))
+    np.testing.assert_array_equal(y[0, :, 0, 0], [1, 0])

@@ -64,6 +64,27 @@ def test_pool_extremes(driver, pool_core):
 
 
 @pytest.mark.rtl
+@pytest.mark.parametrize("driver", ["python", "fast"])
+def test_pool_average_rounds_exact_ties_half_up(driver, pool_core):
+    """Window means that are exact .5 ties, expected bytes worked out by hand (halves go up, towards +inf):
+    2x2 windows (x 2**14 / 2**16 = 1/4, exact) and 4x4 windows (1/16, exact)."""
+    core = pool_core(driver)
+    # 2x2 window sums 2, -2, 6, -6, 254, -254 -> means 0.5, -0.5, 1.5, -1.5, 63.5, -63.5
+    x = np.array([[1, 1, -1, -1, 3, 3, -3, -3, 127, 127, -127, -127],
+                  [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]], np.int8).reshape(1, 1, 2, 12)
+    y, _ = core.run(x, 2, 2, mode="avg")
+    np.testing.assert_array_equal(y[0, 0, 0], [1, 0, 2, -1, 64, -63])
+    # 4x4 window sums 8, -8, 24, -24 -> 0.5, -0.5, 1.5, -1.5
+    x = np.zeros((1, 2, 4, 8), np.int8)
+    x[0, 0, 0, :4], x[0, 0, 0, 4:] = 2, -2                    # sums 8 and -8
+    x[0, 1, 0, :4], x[0, 1, 1, :2] = 4, 4                     # sum 24
+    x[0, 1, :, 4:] = -1                                        # 16 * -1 ...
+    x[0, 1, 0, 4] = -9                                         # ... - 8 = -24
+    y, _ = core.run(x, 4, 4, mode="avg")
+    np.testing.assert_array_equal(y[0, :, 0], [[1, 0], [2, -1]])
+
+
+@pytest.mark.rtl
 @pytest.mark.parametrize("mode", ["max", "avg"])
 def test_pool_three_lanes(mode, rtl_rng, pool_core):
     """A non-power-of-two lane count: channel groups of 3, the last one partial for C = 4 and 7."""

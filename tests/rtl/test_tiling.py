@@ -153,7 +153,7 @@ def mlp_q():
 @pytest.mark.rtl
 @pytest.mark.parametrize("array", [(4, 4), (8, 8)], ids=lambda a: f"{a[0]}x{a[1]}")
 def test_mlp_tiled_on_rtl_is_bit_exact(array, mlp_q):
-    from cnnx.harness import RtlRunner, _model_cycles, check_fits_rtl
+    from cnnx.harness import RtlRunner, check_fits_rtl
 
     _, q, images = mlp_q
     rows, cols = array
@@ -166,7 +166,8 @@ def test_mlp_tiled_on_rtl_is_bit_exact(array, mlp_q):
         h, cyc = runner.run_layer(i, h)
         np.testing.assert_array_equal(h, trace[i + 1])
         if layer.kind != "flatten":
-            assert cyc.tolist() == [_model_cycles(layer, trace[i].shape[1:], rows, cols, buf)] * len(images)
+            want = cycles.layer_cycles(layer, trace[i].shape[1:], rows, cols, buf)
+            assert cyc.tolist() == [want] * len(images)
 
 
 @pytest.mark.rtl
