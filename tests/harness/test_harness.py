@@ -202,5 +202,5 @@ def test_float_golden_layer_refuses_what_it_does_not_know():
 
 def test_parse_array_forms():
     assert harness.parse_array((3, 5)) == (3, 5) and harness.parse_array("3X5") == (3, 5)
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="must be in 1..256"):
         harness.parse_array("0x4")

@@ -30,7 +30,8 @@ def test_build_builds_once_then_serves_the_cache(monkeypatch, tmp_path):
     assert first.params == builder.resolve_params("cnnx_pool_core", {"LANES": 2})
     again = builder.build("cnnx_pool_core", {"LANES": 2})
     assert again == first and len(calls) == 1
-    assert sorted(p.name for p in first.path.iterdir()) == ["Vcnnx_pool_core", "libcnnx_batch.so", "partial"]
+    names = sorted(p.name for p in first.path.iterdir())
+    assert names == ["Vcnnx_pool_core", "libcnnx_batch.so", "manifest.json", "partial"]
 
 
 def test_a_stale_half_build_is_replaced(monkeypatch, tmp_path):
