@@ -100,7 +100,9 @@ def _entry(conn, parent_pid: int, target: Callable) -> None:
 
 
 def _send_quietly(conn, obj) -> None:
-    with contextlib.suppress(OSError, ValueError):  # the worker died (or was stopped and killed) meanwhile
+    # the worker died (or was stopped and killed) meanwhile: OSError/ValueError; or the parent, stopping,
+    # closed the connection under this thread's write (its handle is then None: TypeError)
+    with contextlib.suppress(OSError, ValueError, TypeError):
         conn.send(obj)
 
 

@@ -642,6 +642,8 @@ class Sequential(Module):
             if not isinstance(args, dict):
                 raise TypeError(f"layer arguments must be a dict, got {type(args).__name__}")
             kind = entry.get("type")
+            if kind != "Sequential" and kind not in _LAYERS:
+                raise ValueError(f"unknown layer type {kind!r}; known: {sorted(_LAYERS)}")
             if kind == "Conv2d":
                 i = pair("in_channels", args.get("in_channels"))[0]
                 o = pair("out_channels", args.get("out_channels"))[0]

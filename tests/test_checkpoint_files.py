@@ -13,7 +13,9 @@ from cnnx.checkpoint import CheckpointError
 
 
 def _model():
-    return nn.Sequential(nn.Conv2d(1, 2, 3, seed=0), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3, seed=1))
+    # runs on MNIST's (1, 28, 28), the input shape a checkpoint without one is checked on at load
+    return nn.Sequential(nn.Conv2d(1, 2, 3, seed=0), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(2 * 26 * 26, 3, seed=1))
 
 
 def _arrays(path):
@@ -65,7 +67,7 @@ def _rewrite(path, **changes):
     (dict(__format__=np.array(2)), "format 2"),
     (dict(__meta__=np.array("{not json")), "malformed header"),
     (dict(__model_config__=None), "missing __model_config__"),
-    (dict(__model_config__=np.array(json.dumps([{"type": "Conv9d"}]))), "cannot rebuild"),
+    (dict(__model_config__=np.array(json.dumps([{"type": "Conv9d"}]))), "unknown layer type 'Conv9d'"),
 ])
 def test_broken_headers_are_refused(tmp_path, change, message):
     path = checkpoint.save(tmp_path, _model(), optim.SGD(_model().parameters(), lr=0.1))
@@ -85,7 +87,10 @@ def test_a_file_without_weights_is_refused(tmp_path):
 
 def test_weights_of_the_wrong_shape_are_refused(tmp_path):
     path = checkpoint.save(tmp_path, _model())
-    _rewrite(path, **{"param/0.weight": np.zeros((5, 1, 3, 3), np.float32)})
+    _rewrite(path, **{"param/0.weight": np.zeros((5, 1, 3, 3), np.float32)})  # 27 more values than the config
+    with pytest.raises(CheckpointError, match="config implies 4079 parameters but the file holds 4106"):
+        checkpoint.load(path)
+    _rewrite(path, **{"param/0.weight": np.zeros((1, 2, 3, 3), np.float32)})  # as many values, wrong shape
     with pytest.raises(CheckpointError, match="cannot rebuild"):
         checkpoint.load(path)
 
@@ -110,7 +115,7 @@ def test_unreadable_files_are_refused(tmp_path):
     other = tmp_path / "other.npz"
     with open(other, "wb") as f:
         np.savez(f, x=np.zeros(3))
-    with pytest.raises(CheckpointError, match="not a cnnx checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable checkpoint: missing __format__"):
         checkpoint.load(other)
 
 

@@ -34,6 +34,8 @@ def assert_clean_error(r: subprocess.CompletedProcess, exc: str, match: str) -> 
 
 
 def _root_conftest():
+    if str(REPO / "tests") not in sys.path:  # the conftest imports tests/hypothesis_profile.py
+        sys.path.insert(0, str(REPO / "tests"))
     spec = importlib.util.spec_from_file_location("cnnx_tests_root_conftest", REPO / "tests" / "conftest.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)  # registers and loads the profile CNNX_HYPOTHESIS_PROFILE names
