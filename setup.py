@@ -64,7 +64,7 @@ extensions = [
 ]
 
 setup(
-    packages=["cnnx", "cnnx._kernels", "cnnx.sim", "cnnx.verilog"],
+    packages=["cnnx", "cnnx._kernels", "cnnx.fpga", "cnnx.sim", "cnnx.verilog"],
     package_dir={"cnnx": "cnnx", "cnnx.sim": "sim", "cnnx.verilog": "verilog"},
     package_data={"cnnx.verilog": ["*.v", "*.vh"], "cnnx.sim": ["*.cpp", "*.h"]},
     ext_modules=cythonize(

@@ -16,6 +16,7 @@ Timings are wall-clock on a shared machine: noisy, so read them as ratios measur
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -229,6 +230,92 @@ def write_charts(prof: dict, out_dir) -> list[str]:
     return [str(p1), str(p2)]
 
 
+class ClockRefused(ValueError):
+    """No clock the profile could honestly use: no synthesis result, or a clock above the reported Fmax."""
+
+
+def _hardware_summary(r) -> dict:
+    keep = ("lut4_total", "ff", "mult18", "ebr_total", "lutram")
+    return {"top": r.top, "params": r.params, "part": r.part, "device": r.device, "package": r.package,
+            "speed": r.speed, "seed": r.seed, "target_mhz": r.freq_mhz, "tools": r.tools,
+            "fmax_mhz": r.fmax_mhz, "met": r.met, "pnr_error": r.pnr_error,
+            "resources": {k: r.resources[k] for k in keep}, "ff_memory_bits": r.ff_memory_bits,
+            "utilisation": r.utilisation}
+
+
+def resolve_clock(array=(8, 8), clock_mhz: float | None = None, *, force: bool = False, device: str = "85k",
+                  freq_mhz: float = 150.0, seed: int = 1, run_synth: bool = False, progress=None) -> dict:
+    """The clock the profile turns cycles into time with, and where it comes from.
+
+    The clock is the slower achieved Fmax of the conv and pool cores of this array, from their cached
+    place-and-route results (`cnnx synth`; `run_synth` runs it when missing, which takes minutes). A given
+    `clock_mhz` overrides it but is refused above that Fmax unless `force`; with no synthesis result at all a
+    given clock is used and labelled as assumed."""
+    from . import fpga
+
+    rows, cols = array
+    if clock_mhz is not None and not clock_mhz > 0:
+        raise ValueError(f"clock must be positive, got {clock_mhz} MHz")
+    found = {}
+    for core in ("conv", "pool"):
+        r = fpga.find_cached(core, rows, cols, device=device, freq_mhz=freq_mhz, seed=seed)
+        if r is None and run_synth:
+            r = fpga.synth(core, rows, cols, device=device, freq_mhz=freq_mhz, seed=seed, progress=progress)
+        found[core] = r
+    hw = {c: _hardware_summary(r) for c, r in found.items() if r is not None}
+    missing = [c for c, r in found.items() if r is None]
+    part = fpga.DEVICES[device]["part"]
+    unplaced = [c for c, r in found.items() if r is not None and r.fmax_mhz is None]
+    fmax = None if missing or unplaced else min(r.fmax_mhz for r in found.values())
+    how = f"cnnx synth --core all --array {rows}x{cols} --device {device} --freq {freq_mhz:g} --seed {seed}"
+    if clock_mhz is None:
+        if missing:
+            raise ClockRefused(
+                f"no place-and-route result for the {' and '.join(missing)} core at {rows}x{cols} on {part} "
+                f"(target {freq_mhz:g} MHz, seed {seed}) to take the clock from: run `{how}` first "
+                "(minutes), "
+                "or add --synth to run it now, or give --clock-mhz to assume a clock")
+        if unplaced:
+            errs = "; ".join(f"{c}: {found[c].pnr_error}" for c in unplaced)
+            who = " and ".join(unplaced)
+            raise ClockRefused(f"the {who} core at {rows}x{cols} did not place and route on {part} ({errs}): "
+                               "no clock to profile at; give --clock-mhz F --force to assume one")
+        return {"clock_mhz": fmax, "clock_source": "fmax", "fmax_mhz": fmax, "hardware": hw}
+    if fmax is not None and clock_mhz > fmax and not force:
+        raise ClockRefused(f"--clock-mhz {clock_mhz:g} is above the reported Fmax {fmax:.1f} MHz of the "
+                           f"{rows}x{cols} cores on {part}; add --force to profile at it anyway")
+    if unplaced and not force:
+        raise ClockRefused(f"the {' and '.join(unplaced)} core at {rows}x{cols} did not place and route on "
+                           f"{part}: no clock is honest for it; add --force to profile at {clock_mhz:g} MHz")
+    source = ("assumed" if fmax is None else "given, above Fmax (forced)" if clock_mhz > fmax else "given")
+    return {"clock_mhz": float(clock_mhz), "clock_source": source, "fmax_mhz": fmax, "hardware": hw}
+
+
+def format_hardware(prof: dict) -> str:
+    """The basis of the clock: device, tools, seed, Fmax and resources of each core."""
+    src = prof.get("clock_source")
+    if src is None:
+        return ""
+    hw = prof.get("hardware") or {}
+    if not hw:
+        return f"clock {prof['clock_mhz']:g} MHz: assumed (no synthesis result; run `cnnx synth`)"
+    any_r = next(iter(hw.values()))
+    tools = ", ".join(f"{k} {v}" for k, v in any_r["tools"].items())
+    what = {"fmax": "the reported Fmax", "given": "given (at or below the reported Fmax)",
+            "given, above Fmax (forced)": "given, ABOVE the reported Fmax (forced)",
+            "assumed": "assumed"}.get(src, src)
+    lines = [f"clock {prof['clock_mhz']:.1f} MHz: {what}; {any_r['part']} {any_r['package']} speed "
+             f"{any_r['speed']}, P&R target {any_r['target_mhz']:g} MHz, seed {any_r['seed']}; {tools}"]
+    for core, h in hw.items():
+        x = h["resources"]
+        fm = f"Fmax {h['fmax_mhz']:.1f} MHz" if h["fmax_mhz"] else f"no Fmax ({h['pnr_error']})"
+        lines.append(f"  {core:<4} {fm}; LUT4 {x['lut4_total']} ({h['utilisation']['lut4']:.0f} %), "
+                     f"FF {x['ff']}, MULT18X18D {x['mult18']} ({h['utilisation']['mult18']:.0f} %), "
+                     f"DP16KD {x['ebr_total']} ({h['utilisation']['ebr']:.0f} %), LUT-RAM {x['lutram']}, "
+                     f"memory in flip-flops {h['ff_memory_bits']} bits")
+    return "\n".join(lines)
+
+
 def profile_run_dir(run_dir, n_images: int = 16, **kwargs) -> dict:
     from .checkpoint import load
     from .data import load_mnist
@@ -246,10 +333,14 @@ def cli_profile(args) -> int:
     run_dir = args.run_dir
     out = args.out or str(Path(run_dir) / "profile")
     try:
-        prof = profile_run_dir(run_dir, n_images=args.images, array=parse_array(args.array),
-                               clock_mhz=args.clock_mhz)
+        array = parse_array(args.array)
+        clock = resolve_clock(array, args.clock_mhz, force=args.force, device=args.device,
+                              freq_mhz=args.synth_freq, seed=args.seed, run_synth=args.synth,
+                              progress=lambda m: print(f"   {m}", file=sys.stderr, flush=True))
+        prof = profile_run_dir(run_dir, n_images=args.images, array=array, clock_mhz=clock["clock_mhz"])
     except Exception as e:
         return cli_error("profile", e)
+    prof.update(clock)
     prof["charts"] = write_charts(prof, out)
     with atomic_write(Path(out, "profile.json"), "w") as f:
         json.dump(prof, f, indent=1)
@@ -257,6 +348,7 @@ def cli_profile(args) -> int:
         print(json.dumps(prof))
     else:
         print(format_table(prof))
+        print(format_hardware(prof))
         print(f"wrote {', '.join(prof['charts'])} and {Path(out, 'profile.json')}")
     bad = [r["index"] for r in prof["layers"]
            if r.get("agree") is False or r.get("rtl_bit_identical") is False]

@@ -1,0 +1,113 @@
+"""Reading the tools' reports: Yosys `stat -json` cell counts, the memories left for flip-flops, and
+nextpnr-ecp5's `--report` JSON (utilisation per bel type, achieved Fmax per clock)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+# ECP5 cell types after synth_ecp5 and the names they are reported under.
+CELLS = {
+    "LUT4": "lut4",             # logic LUTs
+    "CCU2C": "ccu2c",           # carry cells: two LUT4s each
+    "TRELLIS_FF": "ff",         # flip-flops
+    "MULT18X18D": "mult18",     # DSP multipliers
+    "ALU54B": "alu54",          # DSP adders
+    "DP16KD": "ebr",            # 18 kbit block RAM (EBR)
+    "PDPW16KD": "ebr_pdp",      # EBR in 36-bit pseudo-dual-port mode
+    "TRELLIS_DPR16X4": "lutram",  # 16x4 distributed (LUT) RAM
+    "PFUMX": "pfumx",
+    "L6MUX21": "l6mux",
+}
+
+
+def cell_counts(stat: dict) -> dict[str, int]:
+    """Cell counts by type from `stat -json` (the whole design; synth_ecp5 has flattened it)."""
+    if "design" in stat and "num_cells_by_type" in stat["design"]:
+        by_type = stat["design"]["num_cells_by_type"]
+    else:
+        modules = stat.get("modules") or {}
+        if len(modules) != 1:
+            raise ValueError(f"expected one flattened module in the Yosys statistics, got {len(modules)}")
+        by_type = next(iter(modules.values()))["num_cells_by_type"]
+    return {str(k): int(v) for k, v in by_type.items()}
+
+
+def resources(counts: dict[str, int]) -> dict[str, int]:
+    """The figures a designer reads: LUT4 (logic LUTs + 2 per carry cell = what occupies slices' LUTs),
+    FF, MULT18X18D, DP16KD (EBR), LUT-RAM cells, and the raw counts they come from."""
+    res = {name: counts.get(cell, 0) for cell, name in CELLS.items()}
+    res["lut4_total"] = res["lut4"] + 2 * res["ccu2c"]
+    res["ebr_total"] = res["ebr"] + res["ebr_pdp"]
+    return res
+
+
+_CELL = re.compile(r"^\s*cell \$mem(?:_v2)? (\S+)\s*$")
+_PARAM = re.compile(r"^\s*parameter \\(\w+) (.+?)\s*$")
+
+
+def ff_memories(dump_text: str) -> list[dict]:
+    """Memories still abstract ($mem_v2) right before synth_ecp5's `memory_map`, from a Yosys `dump`:
+    each is about to be built from flip-flops and multiplexers instead of block or LUT RAM."""
+    mems, cur = [], None
+    for line in dump_text.splitlines():
+        m = _CELL.match(line)
+        if m:
+            cur = {"cell": m.group(1)}
+            continue
+        if cur is None:
+            continue
+        p = _PARAM.match(line)
+        if p:
+            cur[p.group(1)] = p.group(2)
+        elif line.strip() == "end":
+            mems.append(_mem_entry(cur))
+            cur = None
+    return mems
+
+
+def _int_param(v: str | None) -> int:
+    if v is None:
+        return 0
+    v = v.strip()
+    if "'" in v:  # sized constant, e.g. 32'00000000000000000000000100000000
+        return int(v.split("'", 1)[1], 2)
+    return int(v)
+
+
+def _mem_entry(cell: dict) -> dict:
+    memid = cell.get("MEMID", cell["cell"]).strip('"').replace("\\\\", "\\").lstrip("\\")
+    width, size = _int_param(cell.get("WIDTH")), _int_param(cell.get("SIZE"))
+    return {"name": memid, "width": width, "size": size, "bits": width * size,
+            "rd_ports": _int_param(cell.get("RD_PORTS")), "wr_ports": _int_param(cell.get("WR_PORTS"))}
+
+
+def pnr_report(report: dict) -> dict:
+    """nextpnr's --report JSON -> {"utilisation": {bel: {used, available}}, "fmax": {clock: {...}}}."""
+    util = {str(k): {"used": int(v["used"]), "available": int(v["available"])}
+            for k, v in (report.get("utilization") or {}).items()}
+    fmax = {}
+    for clk, v in (report.get("fmax") or {}).items():
+        achieved, target = float(v["achieved"]), float(v["constraint"])
+        fmax[_clock_name(str(clk))] = {"achieved_mhz": round(achieved, 2), "target_mhz": round(target, 2),
+                                       "met": achieved >= target}
+    return {"utilisation": util, "fmax": fmax}
+
+
+def _clock_name(net: str) -> str:
+    # nextpnr names the promoted global net, e.g. "$glbnet$clk"
+    return net.split("$")[-1] if net.startswith("$glbnet$") else net
+
+
+def pnr_error(log_text: str) -> str | None:
+    """The first ERROR line of a nextpnr log (why placement or routing gave up), if any."""
+    for line in log_text.splitlines():
+        if line.startswith("ERROR:"):
+            return line[len("ERROR:"):].strip()
+    return None
+
+
+def load_json(path: Path) -> dict:
+    with open(path) as f:
+        return json.load(f)

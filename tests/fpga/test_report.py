@@ -1,0 +1,93 @@
+"""The report parsing: on hand-written report snippets, and on small modules with known synthesis results
+run through the real Yosys (tiny.v beside this file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import needs_tools
+
+from cnnx.fpga import report
+from cnnx.fpga.check import check_tops
+from cnnx.fpga.driver import yosys_synth_many
+
+TINY = Path(__file__).resolve().parent / "tiny.v"
+
+
+def test_cell_counts_from_design_or_single_module():
+    assert report.cell_counts({"design": {"num_cells_by_type": {"LUT4": 3}}}) == {"LUT4": 3}
+    assert report.cell_counts({"modules": {"\\top": {"num_cells_by_type": {"TRELLIS_FF": 2}}}}) == {
+        "TRELLIS_FF": 2}
+    with pytest.raises(ValueError, match="one flattened module"):
+        report.cell_counts({"modules": {"\\a": {}, "\\b": {}}})
+
+
+def test_resources_count_carry_cells_as_two_luts():
+    r = report.resources({"LUT4": 10, "CCU2C": 4, "DP16KD": 1, "PDPW16KD": 2})
+    assert (r["lut4"], r["ccu2c"], r["lut4_total"], r["ebr_total"], r["mult18"]) == (10, 4, 18, 3, 0)
+
+
+DUMP = r"""
+  attribute \src "x.v:3.5-3.30"
+  cell $mem_v2 $auto$memory_collect.cc:1:mem$1
+    parameter \ABITS 4
+    parameter \INIT 128'x
+    parameter \MEMID "\\mem"
+    parameter \RD_PORTS 2
+    parameter \SIZE 16
+    parameter \WIDTH 32'00000000000000000000000000001000
+    parameter \WR_PORTS 1
+    connect \RD_ADDR { \ra \rb }
+  end
+"""
+
+
+def test_ff_memories_from_a_dump():
+    assert report.ff_memories(DUMP) == [
+        {"name": "mem", "width": 8, "size": 16, "bits": 128, "rd_ports": 2, "wr_ports": 1}]
+    assert report.ff_memories("") == []
+
+
+def test_pnr_report_utilisation_fmax_and_errors():
+    rep = {"utilization": {"MULT18X18D": {"used": 80, "available": 72}},
+           "fmax": {"$glbnet$clk": {"achieved": 151.26, "constraint": 150.0},
+                    "other": {"achieved": 90.0, "constraint": 100.0}}}
+    got = report.pnr_report(rep)
+    assert got["utilisation"] == {"MULT18X18D": {"used": 80, "available": 72}}
+    assert got["fmax"]["clk"] == {"achieved_mhz": 151.26, "target_mhz": 150.0, "met": True}
+    assert got["fmax"]["other"]["met"] is False
+    assert report.pnr_report({}) == {"utilisation": {}, "fmax": {}}
+    log = "Info: x\nERROR: Unable to place cell 'm', no BELs remaining\nERROR: second\n"
+    assert report.pnr_error(log) == "Unable to place cell 'm', no BELs remaining"
+    assert report.pnr_error("Info: fine\n") is None
+
+
+KNOWN = [  # top, counts it must have, memories it must report as built from flip-flops (name, width, size)
+    ("t_bram", {"ebr_total": 1, "lutram": 0}, []),
+    ("t_lutram", {"ebr_total": 0, "lutram": 1}, []),
+    ("t_ffmem", {"ebr_total": 0, "lutram": 0}, [("mem", 8, 16)]),
+    ("t_ff", {"ff": 24, "lut4_total": 0, "mult18": 0}, []),
+    ("t_mul", {"mult18": 1, "ff": 0}, []),
+]
+
+
+@needs_tools
+@pytest.mark.fpga
+def test_known_modules_through_yosys(tmp_path):
+    got, _secs = yosys_synth_many(tmp_path, [(top, {}) for top, _, _ in KNOWN], [TINY])
+    for (top, expect, ffmem), (res, mems) in zip(KNOWN, got, strict=True):
+        assert {k: res[k] for k in expect} == expect, top
+        assert [(m["name"], m["width"], m["size"]) for m in mems] == ffmem, top
+        if ffmem:
+            assert res["ff"] >= 128  # the 16 x 8 memory really became flip-flops
+
+
+@needs_tools
+@pytest.mark.fpga
+def test_yosys_check_refuses_latches_and_multiple_drivers():
+    assert check_tops(["t_ff", "t_bram"], srcs=[TINY])[0]
+    ok, log = check_tops(["t_latch"], srcs=[TINY])
+    assert not ok and "t_latch" in log
+    ok, log = check_tops(["t_multi"], srcs=[TINY])
+    assert not ok and "multiple" in log.lower()
