@@ -120,34 +120,50 @@ def pnr_args(device: str, freq_mhz: float, seed: int) -> list[str]:
 # Lines worth announcing while a tool runs: Yosys's synth_ecp5 sub-passes, nextpnr's phases.
 _STEP = {
     "yosys": re.compile(r"^\d+\.\d+\. Executing (.+?)(?: pass)?[.:]?\s*$|^(Preparing to run .*)$"),
-    "nextpnr-ecp5": re.compile(r"^Info: (Packing|Running placer|Running router|Routing|Program finished|"
-                               r"Checksum|Max frequency for clock .*|Device utilisation).*$|"
-                               r"^(Preparing to run .*)$"),
+    "nextpnr-ecp5": re.compile(
+        r"^Info: (Packing .*|Running main analytical placer.*|Running simulated annealing placer.*|"
+        r"Routing globals.*|Setting up routing.*|Running router2.*|Router1 .*|Routing\.\.|"
+        r"Max frequency for clock .*)$|^(Preparing to run .*)$"),
 }
 
 
+class _StepWatch:
+    """Announces a tool's steps that take a while: a step still running `quiet_s` after it started is
+    announced once (Yosys runs ~80 short passes; naming each would bury the few long ones)."""
+
+    def __init__(self, pattern, progress, prefix, quiet_s):
+        self.pattern, self.progress, self.prefix, self.quiet_s = pattern, progress, prefix, quiet_s
+        self.pending = None  # (step, when it started): the newest step, not yet announced
+
+    def feed(self, lines) -> None:
+        for line in lines:
+            m = self.pattern.match(line.rstrip("\n"))
+            if m:
+                step = next((g for g in m.groups() if g), m.group(0))
+                self.pending = (step.strip(), time.monotonic())
+
+    def tick(self) -> None:
+        if self.pending and self.progress and time.monotonic() - self.pending[1] >= self.quiet_s:
+            self.progress(f"{self.prefix}: {self.pending[0]}")
+            self.pending = None
+
+
 def run_tool(tool: str, args: Sequence[str], cwd: Path, log: Path,
-             progress: Callable[[str], None] | None = None, poll_s: float = 1.0) -> float:
-    """Run `tool` with `args` in `cwd`, output to `log`; announce steps; return seconds taken."""
+             progress: Callable[[str], None] | None = None, poll_s: float = 0.5, quiet_s: float = 2.0,
+             ) -> float:
+    """Run `tool` with `args` in `cwd`, output to `log`, its long steps told to `progress`; return seconds."""
     require_tools()
     mod, fn, _dist = TOOLS[tool]
     cmd = [sys.executable, "-c", f"import {mod} as m; m.{fn}()", *args]
     t0 = time.monotonic()
-    pattern = _STEP[tool]
+    watch = _StepWatch(_STEP[tool], progress, tool, quiet_s)
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
-            with open(log) as reader:
-                while True:
-                    done = proc.poll() is not None
-                    for line in reader.readlines():
-                        m = pattern.match(line.rstrip("\n"))
-                        if m and progress is not None:
-                            step = next(g for g in m.groups() if g) if m.groups() and any(m.groups()) \
-                                else m.group(0)
-                            progress(f"{tool}: {step.strip()}")
-                    if done:
-                        break
+            with open(log, errors="replace") as reader:
+                while proc.poll() is None:
+                    watch.feed(reader.readlines())
+                    watch.tick()
                     time.sleep(poll_s)
         except BaseException:
             proc.kill()

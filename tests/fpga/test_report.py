@@ -10,7 +10,7 @@ from conftest import needs_tools
 
 from cnnx.fpga import report
 from cnnx.fpga.check import check_tops
-from cnnx.fpga.driver import yosys_synth_many
+from cnnx.fpga.driver import yosys_synth, yosys_synth_many
 
 TINY = Path(__file__).resolve().parent / "tiny.v"
 
@@ -67,7 +67,7 @@ KNOWN = [  # top, counts it must have, memories it must report as built from fli
     ("t_bram", {"ebr_total": 1, "lutram": 0}, []),
     ("t_lutram", {"ebr_total": 0, "lutram": 1}, []),
     ("t_ffmem", {"ebr_total": 0, "lutram": 0}, [("mem", 8, 16)]),
-    ("t_ff", {"ff": 24, "lut4_total": 0, "mult18": 0}, []),
+    ("t_ff", {"ff": 24, "mult18": 0, "ebr_total": 0}, []),
     ("t_mul", {"mult18": 1, "ff": 0}, []),
 ]
 
@@ -75,12 +75,23 @@ KNOWN = [  # top, counts it must have, memories it must report as built from fli
 @needs_tools
 @pytest.mark.fpga
 def test_known_modules_through_yosys(tmp_path):
-    got, _secs = yosys_synth_many(tmp_path, [(top, {}) for top, _, _ in KNOWN], [TINY])
+    # the quick check (no LUT mapping): every count here is final before it
+    got, _secs = yosys_synth_many(tmp_path, [(top, {}) for top, _, _ in KNOWN], [TINY], luts=False)
     for (top, expect, ffmem), (res, mems) in zip(KNOWN, got, strict=True):
         assert {k: res[k] for k in expect} == expect, top
         assert [(m["name"], m["width"], m["size"]) for m in mems] == ffmem, top
         if ffmem:
             assert res["ff"] >= 128  # the 16 x 8 memory really became flip-flops
+
+
+@needs_tools
+@pytest.mark.fpga
+def test_the_full_flow_maps_luts(tmp_path):
+    res, mems, _secs = yosys_synth(tmp_path, "t_lutram", [TINY], {})
+    assert res["lutram"] == 1 and res["lut4_total"] == 0 and mems == []
+    assert (tmp_path / "netlist.json").stat().st_size > 0  # what nextpnr reads
+    res, _mems, _secs = yosys_synth(tmp_path, "t_ffmem", [TINY], {})
+    assert res["lut4_total"] > 0  # the 16-way read multiplexer of the flip-flop memory
 
 
 @needs_tools
@@ -91,3 +102,38 @@ def test_yosys_check_refuses_latches_and_multiple_drivers():
     assert not ok and "t_latch" in log
     ok, log = check_tops(["t_multi"], srcs=[TINY])
     assert not ok and "multiple" in log.lower()
+
+
+def test_step_watch_announces_only_the_steps_that_take_a_while(monkeypatch):
+    from cnnx.fpga import flow
+
+    now = [0.0]
+    monkeypatch.setattr(flow.time, "monotonic", lambda: now[0])
+    said = []
+    w = flow._StepWatch(flow._STEP["yosys"], said.append, "yosys", quiet_s=2.0)
+    w.feed(["5.1. Executing HIERARCHY pass (managing design hierarchy).\n", "noise\n",
+            "5.2. Executing PROC pass (convert processes to netlists).\n"])
+    w.tick()
+    assert said == []  # PROC has only just started
+    now[0] = 1.0
+    w.feed(["5.46. Executing ABC9 pass.\n"])
+    now[0] = 2.5
+    w.tick()
+    assert said == []  # ABC9 started at 1.0: not yet 2 s
+    now[0] = 3.5
+    w.tick()
+    w.tick()
+    assert said == ["yosys: ABC9"]  # once
+    n = flow._StepWatch(flow._STEP["nextpnr-ecp5"], said.append, "nextpnr-ecp5", quiet_s=0.0)
+    n.feed(["Info: Running main analytical placer, 9 cells.\n", "Info:     at iteration #1\n"])
+    n.tick()
+    assert said[-1] == "nextpnr-ecp5: Running main analytical placer, 9 cells."
+
+
+@needs_tools
+@pytest.mark.fpga
+def test_a_failing_tool_run_names_its_log(tmp_path):
+    from cnnx.fpga import flow
+
+    with pytest.raises(flow.ToolFailed, match=r"yosys failed \(exit 1\); full log: .*yosys.log"):
+        yosys_synth_many(tmp_path, [("t_no_such_module", {})], [TINY])

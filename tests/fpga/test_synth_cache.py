@@ -160,3 +160,28 @@ def test_format_table_names_flip_flop_memories_and_failures(fake_flow):
     assert "memory in flip-flops: ofmap 256 x 8 bits (4 read, 2 write ports)" in text
     assert "P&R failed: no BELs remaining" in text and "MISSED 150 MHz" in text
     assert bad.ff_memory_bits == 2048
+
+
+def test_cnnx_synth_is_the_fpga_flow():
+    import cnnx
+
+    assert cnnx.synth is synth
+    with pytest.raises(AttributeError):
+        cnnx.no_such_thing  # noqa: B018
+
+
+def test_check_main_reports_each_top(monkeypatch, capsys):
+    from cnnx.fpga import check
+
+    log = f"{flow.CHECK_HEADER}cnnx_pe\n{flow.CHECK_HEADER}cnnx_pool_core\nERROR: Found 1 problems\n"
+    monkeypatch.setattr(flow, "tools_available", lambda: True)
+    monkeypatch.setattr(check, "check_tops", lambda tops: (True, log))
+    assert check.main([]) == 0
+    assert "no latches, no multiple drivers: cnnx_pe, cnnx_pool_core" in capsys.readouterr().out
+    monkeypatch.setattr(check, "check_tops", lambda tops: (False, log))
+    assert check.main(["cnnx_pool_core"]) == 1
+    err = capsys.readouterr().err
+    assert "failed on cnnx_pool_core" in err and "Found 1 problems" in err
+    monkeypatch.setattr(flow, "tools_available", lambda: False)
+    assert check.main([]) == 2
+    assert "pip install 'cnnx[fpga]'" in capsys.readouterr().err
