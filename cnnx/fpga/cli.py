@@ -66,8 +66,9 @@ def format_table(results: list[SynthResult]) -> str:
         how = "cached" if r.cached else "ran"
         lines.append(f"  {r.core}: {r.top} {_params_text(r)}  ({how}: {r.run_dir})")
         for m in r.ff_memories:
-            lines.append(f"    memory in flip-flops: {m['name']} {m['size']} x {m['width']} bits "
-                         f"({m['rd_ports']} read, {m['wr_ports']} write ports)")
+            how = ("registers from the start (Verilog mem2reg)" if m.get("mem2reg")
+                   else f"{m['rd_ports']} read, {m['wr_ports']} write ports")
+            lines.append(f"    memory in flip-flops: {m['name']} {m['size']} x {m['width']} bits ({how})")
     lines.append("  LUT4 counts carry cells as two; FF-mem = memory bits built from flip-flops; "
                  "% of the device (nextpnr's counts after P&R)")
     return "\n".join(lines)

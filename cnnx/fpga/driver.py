@@ -233,7 +233,10 @@ def yosys_synth_many(workdir: Path, jobs, srcs, progress=None, *, luts: bool = T
     out = []
     for tag in tags:
         res = report.resources(report.cell_counts(report.load_json(workdir / f"stat{tag}.json")))
-        out.append((res, report.ff_memories((workdir / f"ffmem{tag}.txt").read_text())))
+        mems = report.ff_memories((workdir / f"ffmem{tag}.txt").read_text())
+        mems += report.mem2reg_memories((workdir / f"hierarchy{tag}.txt").read_text(errors="replace"),
+                                        (workdir / f"regs{tag}.txt").read_text(errors="replace"))
+        out.append((res, mems))
     return out, secs
 
 

@@ -37,7 +37,7 @@ PACKAGE = "CABGA381"  # offered for LFE5U-25F, -45F and -85F alike (CABGA256 too
 SPEED = 6  # the slowest (default) speed grade: figures that hold on every part
 
 # Bump when the scripts or command lines below change: it is part of the cache key.
-FLOW_RECIPE = "cnnx-fpga-flow-2: read -defer, hierarchy -chparam, synth_ecp5 split at map_ffram, stat -json"
+FLOW_RECIPE = "cnnx-fpga-flow-3: read -defer, hierarchy -chparam, synth_ecp5 split at map_ffram, stat -json"
 
 
 class ToolsMissing(RuntimeError):
@@ -76,7 +76,10 @@ def synth_script(top: str, sources: Sequence[str], params: dict[str, int], *, lu
 
     synth_ecp5 runs in two halves around its `map_ffram` step: whatever memory is still a $mem_v2 cell at
     that point was not mapped to block RAM or LUT-RAM, and `memory_map` is about to turn it into flip-flops.
-    Those cells are listed in ffmem<tag>.txt (their name, WIDTH, SIZE) before the second half runs; the cell
+    Those cells are listed in ffmem<tag>.txt (their name, WIDTH, SIZE) before the second half runs. A
+    memory the Verilog frontend already replaced by a list of registers (mem2reg: e.g. one reset
+    asynchronously) never becomes a $mem_v2 cell: the elaboration's warnings (hierarchy<tag>.txt) name it
+    and the flattened design's wires `name[i]` (regs<tag>.txt) give its size and width. The cell
     counts go to stat<tag>.json, the netlist (for nextpnr) to netlist<tag>.json. With `luts=False` the
     second half stops before LUT mapping (ABC9, the slow part): every count but LUT4 is final by then (DSPs,
     block and LUT RAM, carry chains, flip-flops), the quick check the test suite runs.
@@ -85,9 +88,10 @@ def synth_script(top: str, sources: Sequence[str], params: dict[str, int], *, lu
     second = f"-run map_ffram: -json netlist{tag}.json" if luts else "-run map_ffram:map_luts"
     return "\n".join([
         f"read_verilog -defer -sv {files}",
-        f"hierarchy -check -top {top}{_chparams(params)}",
+        f"tee -q -o hierarchy{tag}.txt hierarchy -check -top {top}{_chparams(params)}",
         f"synth_ecp5 -top {top} -run :map_ffram",
         f"tee -q -o ffmem{tag}.txt dump t:$mem_v2",
+        f"tee -q -o regs{tag}.txt dump w:*]",
         f"synth_ecp5 -top {top} {second}",
         f"tee -q -o stat{tag}.json stat -json",
         "",

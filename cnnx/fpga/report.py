@@ -67,6 +67,37 @@ def ff_memories(dump_text: str) -> list[dict]:
     return mems
 
 
+_MEM2REG = re.compile(r"Replacing memory \\(\S+) with list of registers")
+_WIRE = re.compile(r"^\s*wire (?:width (\d+) )?"
+                   r"(?:(?:offset -?\d+|signed|upto|input \d+|output \d+|inout \d+) )*\\(\S+)\[(\d+)\]\s*$")
+
+
+def mem2reg_memories(elab_text: str, regs_dump: str) -> list[dict]:
+    """Memories the Verilog frontend turned into lists of registers (named in its warnings), sized from the
+    flattened design's `name[i]` wires; each such memory is built from flip-flops too."""
+    names = set(_MEM2REG.findall(elab_text))
+    if not names:
+        return []
+    found: dict[str, dict] = {}
+    for line in regs_dump.splitlines():
+        m = _WIRE.match(line)
+        if not m:
+            continue
+        width, full, _index = int(m.group(1) or 1), m.group(2), m.group(3)
+        if full.rsplit(".", 1)[-1] not in names:
+            continue
+        entry = found.setdefault(full, {"name": full, "width": 0, "size": 0, "bits": 0, "rd_ports": None,
+                                        "wr_ports": None, "mem2reg": True})
+        entry["size"] += 1
+        entry["bits"] += width
+        entry["width"] = max(entry["width"], width)
+    out = list(found.values())
+    named = {e["name"].rsplit(".", 1)[-1] for e in out}
+    out += [{"name": n, "width": 0, "size": 0, "bits": 0, "rd_ports": None, "wr_ports": None, "mem2reg": True}
+            for n in sorted(names - named)]  # optimised away entirely, or not found: still named
+    return sorted(out, key=lambda e: e["name"])
+
+
 def _int_param(v: str | None) -> int:
     if v is None:
         return 0
@@ -80,7 +111,8 @@ def _mem_entry(cell: dict) -> dict:
     memid = cell.get("MEMID", cell["cell"]).strip('"').replace("\\\\", "\\").lstrip("\\")
     width, size = _int_param(cell.get("WIDTH")), _int_param(cell.get("SIZE"))
     return {"name": memid, "width": width, "size": size, "bits": width * size,
-            "rd_ports": _int_param(cell.get("RD_PORTS")), "wr_ports": _int_param(cell.get("WR_PORTS"))}
+            "rd_ports": _int_param(cell.get("RD_PORTS")), "wr_ports": _int_param(cell.get("WR_PORTS")),
+            "mem2reg": False}
 
 
 def pnr_report(report: dict) -> dict:

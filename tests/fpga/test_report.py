@@ -45,8 +45,19 @@ DUMP = r"""
 
 def test_ff_memories_from_a_dump():
     assert report.ff_memories(DUMP) == [
-        {"name": "mem", "width": 8, "size": 16, "bits": 128, "rd_ports": 2, "wr_ports": 1}]
+        {"name": "mem", "width": 8, "size": 16, "bits": 128, "rd_ports": 2, "wr_ports": 1, "mem2reg": False}]
     assert report.ff_memories("") == []
+
+
+def test_mem2reg_memories_from_warnings_and_wires():
+    elab = "Warning: Replacing memory \\regs with list of registers. See x.v:7\n"
+    wires = "\n".join([*(f"  wire width 8 \\u_core.regs[{i}]" for i in range(4)), "  wire \\u_core.regs[4]",
+                        "  wire width 3 \\other[0]", "  wire width 8 \\u_core.regsx[0]"])
+    got = report.mem2reg_memories(elab, wires)
+    assert [(m["name"], m["size"], m["bits"], m["mem2reg"]) for m in got] == [("u_core.regs", 5, 33, True)]
+    assert report.mem2reg_memories("no warnings", wires) == []
+    gone = report.mem2reg_memories("Replacing memory \\lost with list of registers", wires)
+    assert [(m["name"], m["bits"]) for m in gone] == [("lost", 0)]
 
 
 def test_pnr_report_utilisation_fmax_and_errors():
@@ -69,6 +80,7 @@ KNOWN = [  # top, counts it must have, memories it must report as built from fli
     ("t_ffmem", {"ebr_total": 0, "lutram": 0}, [("mem", 8, 16)]),
     ("t_ff", {"ff": 24, "mult18": 0, "ebr_total": 0}, []),
     ("t_mul", {"mult18": 1, "ff": 0}, []),
+    ("t_mem2reg", {"ebr_total": 0, "lutram": 0}, [("regs", 8, 16)]),
 ]
 
 
