@@ -30,7 +30,8 @@ class FakeFlow:
             stat = {"design": {"num_cells_by_type": {"LUT4": 100, "CCU2C": 5, "TRELLIS_FF": 64,
                                                      "MULT18X18D": 4, "DP16KD": 2, "TRELLIS_DPR16X4": 3}}}
             (cwd / "stat.json").write_text(json.dumps(stat))
-            (cwd / "ffmem.txt").write_text("")
+            for name in ("ffmem.txt", "hierarchy.txt", "regs.txt"):
+                (cwd / name).write_text("")
             log.write_text("5.1. Executing fake pass.\n")
             return 0.5
         if self.pnr_error:
