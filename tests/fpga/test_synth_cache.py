@@ -233,5 +233,6 @@ def test_synth_and_profile_arguments_and_defaults():
     assert (a.core, a.device, a.freq, a.seed, a.param, a.no_pnr) == (
         "pool", "45k", 100.0, 3, ["LANES=8", "IFMAP_DEPTH=4096"], True)
     a = p.parse_args(["profile", "run"])
-    assert (a.clock_mhz, a.force, a.synth, a.device, a.synth_freq, a.seed) == (None, False, False, "85k", 150.0, 1)
+    assert (a.clock_mhz, a.force, a.synth, a.device, a.synth_freq, a.seed) == (
+        None, False, False, "85k", 150.0, 1)
     assert cli.COMMANDS["synth"] is cli.cmd_synth
