@@ -65,6 +65,10 @@ def format_table(results: list[SynthResult]) -> str:
     for r in results:
         how = "cached" if r.cached else "ran"
         lines.append(f"  {r.core}: {r.top} {_params_text(r)}  ({how}: {r.run_dir})")
+        cp = r.critical_path
+        if cp:
+            lines.append(f"    critical path {cp['delay_ns']:.1f} ns ({cp['logic_steps']} logic steps, "
+                         f"{cp['routing_ns']:.1f} ns routing): {cp['start']} -> {cp['end']}")
         for m in r.ff_memories:
             how = ("registers from the start (Verilog mem2reg)" if m.get("mem2reg")
                    else f"{m['rd_ports']} read, {m['wr_ports']} write ports")

@@ -97,6 +97,7 @@ class SynthResult:
     key: str
     run_dir: str
     cached: bool = False
+    critical_path: dict | None = None  # nextpnr's longest path: start/end cells, delay, logic steps
 
     @property
     def ff_memory_bits(self) -> int:
@@ -258,7 +259,7 @@ def _run(core, top, overrides, full, tools, device, freq_mhz, seed, pnr, key, fi
         util = {k: round(100 * v, 1) for k, v in util.items()}
         say(f"yosys done: {res['lut4_total']} LUT4, {res['ff']} FF, {res['mult18']} MULT18X18D, "
             f"{res['ebr_total']} DP16KD, {res['lutram']} LUT-RAM, {len(ffm)} memories in flip-flops")
-        fmax, err = {}, None
+        fmax, err, critical = {}, None, None
         if pnr:
             say(f"nextpnr-ecp5 {dev['part']} {flow.PACKAGE} speed {flow.SPEED}, target {freq_mhz:g} MHz, "
                 f"seed {seed} (log {tmp / 'nextpnr.log'})")
@@ -274,6 +275,7 @@ def _run(core, top, overrides, full, tools, device, freq_mhz, seed, pnr, key, fi
             if err is None:
                 pr = report.pnr_report(report.load_json(tmp / "report.json"))
                 fmax = pr["fmax"]
+                critical = pr["critical_paths"][0] if pr["critical_paths"] else None
                 u = pr["utilisation"]
                 for name, bel in (("lut4", "TRELLIS_COMB"), ("ff", "TRELLIS_FF"), ("mult18", "MULT18X18D"),
                                   ("ebr", "DP16KD")):
@@ -288,7 +290,7 @@ def _run(core, top, overrides, full, tools, device, freq_mhz, seed, pnr, key, fi
             core=core, top=top, params=full, device=device, part=dev["part"], package=flow.PACKAGE,
             speed=flow.SPEED, freq_mhz=float(freq_mhz), seed=int(seed), tools=tools, resources=res,
             ff_memories=ffm, utilisation=util, fmax=fmax, pnr=bool(pnr), pnr_error=err, seconds=seconds,
-            key=key, run_dir=str(final))
+            key=key, run_dir=str(final), critical_path=critical)
         with atomic_write(tmp / "result.json", "w") as f:
             json.dump(result.to_dict(), f, indent=1)
         if final.exists():  # a stale folder without result.json (killed run)

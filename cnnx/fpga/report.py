@@ -115,8 +115,29 @@ def _mem_entry(cell: dict) -> dict:
             "mem2reg": False}
 
 
+def critical_paths(report: dict) -> list[dict]:
+    """nextpnr's critical path per clock pair, summarised: where it starts and ends (cell names, which name
+    the RTL registers), its delay and how many logic and routing steps it has; the longest first."""
+    out = []
+    for cp in report.get("critical_paths") or []:
+        steps = cp.get("path") or []
+        if not steps:
+            continue
+        delay = sum(float(s.get("delay", 0.0)) for s in steps)
+        out.append({"from_clock": _clock_name(str(cp.get("from", ""))),
+                    "to_clock": _clock_name(str(cp.get("to", ""))),
+                    "start": (steps[0].get("from") or {}).get("cell", "?"),
+                    "end": (steps[-1].get("to") or {}).get("cell", "?"),
+                    "delay_ns": round(delay, 3),
+                    "logic_steps": sum(1 for s in steps if s.get("type") == "logic"),
+                    "routing_ns": round(sum(float(s.get("delay", 0.0)) for s in steps
+                                            if s.get("type") == "routing"), 3)})
+    return sorted(out, key=lambda p: -p["delay_ns"])
+
+
 def pnr_report(report: dict) -> dict:
-    """nextpnr's --report JSON -> {"utilisation": {bel: {used, available}}, "fmax": {clock: {...}}}."""
+    """nextpnr's --report JSON -> {"utilisation": {bel: {used, available}}, "fmax": {clock: {...}},
+    "critical_paths": [...]}."""
     util = {str(k): {"used": int(v["used"]), "available": int(v["available"])}
             for k, v in (report.get("utilization") or {}).items()}
     fmax = {}
@@ -124,7 +145,7 @@ def pnr_report(report: dict) -> dict:
         achieved, target = float(v["achieved"]), float(v["constraint"])
         fmax[_clock_name(str(clk))] = {"achieved_mhz": round(achieved, 2), "target_mhz": round(target, 2),
                                        "met": achieved >= target}
-    return {"utilisation": util, "fmax": fmax}
+    return {"utilisation": util, "fmax": fmax, "critical_paths": critical_paths(report)}
 
 
 def _clock_name(net: str) -> str:

@@ -39,6 +39,12 @@ class FakeFlow:
             raise flow.ToolFailed("nextpnr-ecp5 failed (exit 1)")
         report = {"utilization": {"TRELLIS_COMB": {"used": 110, "available": 83640},
                                   "MULT18X18D": {"used": 4, "available": 156}},
+                  "critical_paths": [{"from": "$glbnet$clk", "to": "$glbnet$clk", "path": [
+                      {"type": "clk-to-q", "from": {"cell": "cfg_reg"}, "to": {"cell": "cfg_reg"},
+                       "delay": 0.5},
+                      {"type": "routing", "from": {"cell": "cfg_reg"}, "to": {"cell": "lut1"}, "delay": 2.0},
+                      {"type": "logic", "from": {"cell": "lut1"}, "to": {"cell": "lut1"}, "delay": 0.25},
+                      {"type": "setup", "from": {"cell": "lut1"}, "to": {"cell": "acc_reg"}, "delay": 0.1}]}],
                   "fmax": {"$glbnet$clk": {"achieved": self.fmax,
                                            "constraint": float(args[list(args).index("--freq") + 1])}}}
         (cwd / "report.json").write_text(json.dumps(report))

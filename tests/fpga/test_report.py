@@ -68,7 +68,12 @@ def test_pnr_report_utilisation_fmax_and_errors():
     assert got["utilisation"] == {"MULT18X18D": {"used": 80, "available": 72}}
     assert got["fmax"]["clk"] == {"achieved_mhz": 151.26, "target_mhz": 150.0, "met": True}
     assert got["fmax"]["other"]["met"] is False
-    assert report.pnr_report({}) == {"utilisation": {}, "fmax": {}}
+    assert report.pnr_report({}) == {"utilisation": {}, "fmax": {}, "critical_paths": []}
+    two = {"critical_paths": [{"from": "a", "to": "a", "path": [{"type": "logic", "delay": 1.0}]},
+                              {"from": "b", "to": "b", "path": [{"type": "routing", "delay": 3.0}]},
+                              {"from": "c", "to": "c", "path": []}]}
+    assert [(p["from_clock"], p["delay_ns"], p["start"]) for p in report.critical_paths(two)] == [
+        ("b", 3.0, "?"), ("a", 1.0, "?")]
     log = "Info: x\nERROR: Unable to place cell 'm', no BELs remaining\nERROR: second\n"
     assert report.pnr_error(log) == "Unable to place cell 'm', no BELs remaining"
     assert report.pnr_error("Info: fine\n") is None

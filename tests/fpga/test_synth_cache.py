@@ -30,6 +30,10 @@ def test_result_figures_come_from_the_reports(fake_flow):
     assert (r.resources["mult18"], r.resources["ebr_total"], r.resources["lutram"]) == (4, 2, 3)
     assert r.fmax == {"clk": {"achieved_mhz": 120.0, "target_mhz": 150.0, "met": False}}
     assert r.fmax_mhz == 120.0 and r.met is False and r.fits
+    assert r.critical_path == {"from_clock": "clk", "to_clock": "clk", "start": "cfg_reg", "end": "acc_reg",
+                               "delay_ns": 2.85, "logic_steps": 1, "routing_ns": 2.0}
+    text = fpga_cli.format_table([r])
+    assert "critical path 2.9 ns (1 logic steps, 2.0 ns routing): cfg_reg -> acc_reg" in text
     assert r.utilisation["lut4"] == pytest.approx(100 * 110 / 83640, abs=0.05)
     assert r.utilisation["mult18"] == pytest.approx(100 * 4 / 156, abs=0.05)
     assert r.params["ROWS"] == 2 and r.params["COLS"] == 2 and "IFMAP_DEPTH" in r.params  # defaults filled in
