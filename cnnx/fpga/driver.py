@@ -250,7 +250,8 @@ def _run(core, top, overrides, full, tools, device, freq_mhz, seed, pnr, key, fi
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
     try:
-        say(f"yosys synth_ecp5 {top} {_fmt_params(overrides)} (log {tmp / 'yosys.log'})")
+        say(f"yosys synth_ecp5 {' '.join([top, *(f'{k}={v}' for k, v in overrides.items())])} "
+            f"(log {tmp / 'yosys.log'})")
         res, ffm, secs = yosys_synth(tmp, top, sources(), overrides, say)
         seconds = {"yosys": round(secs, 1)}
         dev = flow.DEVICES[device]
@@ -260,7 +261,11 @@ def _run(core, top, overrides, full, tools, device, freq_mhz, seed, pnr, key, fi
         say(f"yosys done: {res['lut4_total']} LUT4, {res['ff']} FF, {res['mult18']} MULT18X18D, "
             f"{res['ebr_total']} DP16KD, {res['lutram']} LUT-RAM, {len(ffm)} memories in flip-flops")
         fmax, err, critical = {}, None, None
-        if pnr:
+        over = {k: v for k, v in util.items() if v > 100.0}
+        if pnr and over:  # nextpnr would only fail, slowly: say why instead
+            err = f"does not fit the {dev['part']}: " + ", ".join(f"{k} {v:.0f} %" for k, v in over.items())
+            say(f"no place-and-route: {err}")
+        elif pnr:
             say(f"nextpnr-ecp5 {dev['part']} {flow.PACKAGE} speed {flow.SPEED}, target {freq_mhz:g} MHz, "
                 f"seed {seed} (log {tmp / 'nextpnr.log'})")
             try:
@@ -300,10 +305,6 @@ def _run(core, top, overrides, full, tools, device, freq_mhz, seed, pnr, key, fi
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return result
-
-
-def _fmt_params(p: dict) -> str:
-    return " ".join(f"{k}={v}" for k, v in sorted(p.items()))
 
 
 def find_cached(core: str, rows: int = 8, cols: int = 8, device: str = "85k", freq_mhz: float = 150.0,

@@ -79,6 +79,15 @@ def test_a_design_that_does_not_fit_is_a_result_not_a_crash(fake_flow):
     assert synth("conv", 2, 2).cached  # the failure is a deterministic result too
 
 
+def test_a_design_larger_than_the_device_skips_place_and_route(fake_flow, monkeypatch):
+    from cnnx.fpga import flow as fl
+
+    monkeypatch.setitem(fl.DEVICES, "25k", dict(fl.DEVICES["25k"], mult18=3))  # the fake has 4 multipliers
+    r = synth("conv", 2, 2, device="25k")
+    assert fake_flow.runs == ["yosys"] and r.pnr_error == "does not fit the LFE5U-25F: mult18 133 %"
+    assert not r.fits and r.fmax_mhz is None
+
+
 def test_a_tool_failure_leaves_nothing_in_the_cache(fake_flow, monkeypatch):
     def broken(tool, args, cwd, log, progress=None, poll_s=1.0):
         log.write_text("ERROR: syntax error\n")
