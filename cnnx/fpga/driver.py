@@ -182,7 +182,12 @@ def synth(core: str = "conv", rows: int = 8, cols: int = 8, device: str = "85k",
     if res is None:
         root.mkdir(parents=True, exist_ok=True)
         with open(root / f"{key}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent run of the same key finishes first
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a concurrent run of the same configuration finishes first
+                if progress is not None:
+                    progress(f"waiting for another process synthesising the same configuration ({key})")
+                fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 res = _load(final, progress)
                 if res is None:

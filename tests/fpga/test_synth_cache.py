@@ -249,3 +249,25 @@ def test_synth_and_profile_arguments_and_defaults():
     assert (a.clock_mhz, a.force, a.synth, a.device, a.synth_freq, a.seed) == (
         None, False, False, "85k", 150.0, 1)
     assert cli.COMMANDS["synth"] is cli.cmd_synth
+
+
+def test_a_second_process_waits_for_the_first_and_reuses_its_result(fake_flow):
+    import fcntl
+    import threading
+
+    key_dir = synth_mod.cache_dir()
+    key_dir.mkdir(parents=True)
+    top, overrides, _ = synth_mod.resolve_params("pool", 8, 8, None)
+    key = synth_mod.cache_key(top, overrides, flow.tool_versions(), "85k", 150.0, 1, True)
+    said = []
+    with open(key_dir / f"{key}.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # "another process" is running this configuration
+        t = threading.Thread(target=lambda: said.append(synth("pool", progress=said.append)))
+        t.start()
+        t.join(0.5)
+        assert t.is_alive() and any("waiting for another process" in str(m) for m in said)
+        first = synth_mod._run("pool", top, overrides, {}, flow.tool_versions(), "85k", 150.0, 1, True, key,
+                               key_dir / key, None)  # what the other process finishes with
+        fcntl.flock(held, fcntl.LOCK_UN)
+    t.join(10)
+    assert said[-1].cached and said[-1].key == first.key and fake_flow.runs == ["yosys", "nextpnr-ecp5"]
