@@ -260,6 +260,8 @@ def resolve_clock(array=(8, 8), clock_mhz: float | None = None, *, force: bool =
     for core in ("conv", "pool"):
         r = fpga.find_cached(core, rows, cols, device=device, freq_mhz=freq_mhz, seed=seed)
         if r is None and run_synth:
+            if not fpga.flow.tools_available():
+                raise ClockRefused(f"--synth needs the FPGA tools; {fpga.INSTALL_HINT}")
             r = fpga.synth(core, rows, cols, device=device, freq_mhz=freq_mhz, seed=seed, progress=progress)
         found[core] = r
     hw = {c: _hardware_summary(r) for c, r in found.items() if r is not None}

@@ -77,3 +77,11 @@ def test_cli_profile_refuses_without_a_result(fake_flow, tmp_path, capsys):
 
     assert cli.main(["profile", str(tmp_path / "missing-run")]) == 2
     assert "cnnx synth" in capsys.readouterr().err
+
+
+def test_the_synth_flag_without_tools_says_how_to_install_them(fake_flow, monkeypatch):
+    from cnnx.fpga import flow
+
+    monkeypatch.setattr(flow, "tools_available", lambda: False)
+    with pytest.raises(profile.ClockRefused, match=r"pip install 'cnnx\[fpga\]'"):
+        profile.resolve_clock((8, 8), run_synth=True)
