@@ -149,8 +149,8 @@ def pnr_report(report: dict) -> dict:
 
 
 def _clock_name(net: str) -> str:
-    # nextpnr names the promoted global net, e.g. "$glbnet$clk"
-    return net.split("$")[-1] if net.startswith("$glbnet$") else net
+    # nextpnr names the promoted global net after the clock: "$glbnet$clk", "$glbnet$clk$TRELLIS_IO_IN"
+    return net[len("$glbnet$"):].split("$")[0] or net if net.startswith("$glbnet$") else net
 
 
 def pnr_error(log_text: str) -> str | None:

@@ -62,7 +62,7 @@ def test_mem2reg_memories_from_warnings_and_wires():
 
 def test_pnr_report_utilisation_fmax_and_errors():
     rep = {"utilization": {"MULT18X18D": {"used": 80, "available": 72}},
-           "fmax": {"$glbnet$clk": {"achieved": 151.26, "constraint": 150.0},
+           "fmax": {"$glbnet$clk$TRELLIS_IO_IN": {"achieved": 151.26, "constraint": 150.0},
                     "other": {"achieved": 90.0, "constraint": 100.0}}}
     got = report.pnr_report(rep)
     assert got["utilisation"] == {"MULT18X18D": {"used": 80, "available": 72}}
