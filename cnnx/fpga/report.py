@@ -117,7 +117,8 @@ def _mem_entry(cell: dict) -> dict:
 
 def critical_paths(report: dict) -> list[dict]:
     """nextpnr's critical path per clock pair, summarised: where it starts and ends (cell names, which name
-    the RTL registers), its delay and how many logic and routing steps it has; the longest first."""
+    the RTL registers), its delay and how many logic and routing steps it has; the register-to-register
+    paths first, the longest first."""
     out = []
     for cp in report.get("critical_paths") or []:
         steps = cp.get("path") or []
@@ -132,7 +133,8 @@ def critical_paths(report: dict) -> list[dict]:
                     "logic_steps": sum(1 for s in steps if s.get("type") == "logic"),
                     "routing_ns": round(sum(float(s.get("delay", 0.0)) for s in steps
                                             if s.get("type") == "routing"), 3)})
-    return sorted(out, key=lambda p: -p["delay_ns"])
+    # register-to-register paths first (what limits the clock), then those to or from the ports
+    return sorted(out, key=lambda p: ("<async>" in (p["from_clock"], p["to_clock"]), -p["delay_ns"]))
 
 
 def pnr_report(report: dict) -> dict:
@@ -149,8 +151,11 @@ def pnr_report(report: dict) -> dict:
 
 
 def _clock_name(net: str) -> str:
-    # nextpnr names the promoted global net after the clock: "$glbnet$clk", "$glbnet$clk$TRELLIS_IO_IN"
-    return net[len("$glbnet$"):].split("$")[0] or net if net.startswith("$glbnet$") else net
+    # nextpnr names the promoted global net after the clock, e.g. "posedge $glbnet$clk$TRELLIS_IO_IN"
+    edge, _, name = net.rpartition(" ")
+    if name.startswith("$glbnet$"):
+        name = name[len("$glbnet$"):].split("$")[0] or name
+    return f"{edge} {name}" if edge and edge != "posedge" else name
 
 
 def pnr_error(log_text: str) -> str | None:

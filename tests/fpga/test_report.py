@@ -70,10 +70,13 @@ def test_pnr_report_utilisation_fmax_and_errors():
     assert got["fmax"]["other"]["met"] is False
     assert report.pnr_report({}) == {"utilisation": {}, "fmax": {}, "critical_paths": []}
     two = {"critical_paths": [{"from": "a", "to": "a", "path": [{"type": "logic", "delay": 1.0}]},
-                              {"from": "b", "to": "b", "path": [{"type": "routing", "delay": 3.0}]},
+                              {"from": "<async>", "to": "posedge $glbnet$clk$TRELLIS_IO_IN",
+                               "path": [{"type": "routing", "delay": 9.0}]},
+                              {"from": "posedge $glbnet$clk$TRELLIS_IO_IN", "to": "negedge $glbnet$clk",
+                               "path": [{"type": "routing", "delay": 3.0}]},
                               {"from": "c", "to": "c", "path": []}]}
-    assert [(p["from_clock"], p["delay_ns"], p["start"]) for p in report.critical_paths(two)] == [
-        ("b", 3.0, "?"), ("a", 1.0, "?")]
+    got = [(p["from_clock"], p["to_clock"], p["delay_ns"], p["start"]) for p in report.critical_paths(two)]
+    assert got == [("clk", "negedge clk", 3.0, "?"), ("a", "a", 1.0, "?"), ("<async>", "clk", 9.0, "?")]
     log = "Info: x\nERROR: Unable to place cell 'm', no BELs remaining\nERROR: second\n"
     assert report.pnr_error(log) == "Unable to place cell 'm', no BELs remaining"
     assert report.pnr_error("Info: fine\n") is None
