@@ -3,12 +3,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN_DIR ?= runs/lenet5
 
-.PHONY: setup demo test lint bench build clean
+.PHONY: setup demo test lint bench synth build clean
 
 setup:
 	bash scripts/setup.sh
 
 # The main job: train LeNet-5 on MNIST, then co-simulate a slice of the test set on the RTL and profile it.
+# The profile turns cycles into time only at a clock place-and-route reported for the same 8x8 cores
+# (`cnnx synth --core all --array 8x8`, or `make synth`: tens of minutes the first time, then cached);
+# without that result it prints cycles only and says what to run.
 demo: setup
 	$(PY) -m cnnx train --model lenet5 --out $(RUN_DIR)
 	$(PY) -m cnnx cosim $(RUN_DIR) --images 1000
@@ -22,9 +25,14 @@ lint:
 	$(VENV)/bin/ruff check .
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cython-lint cnnx/_kernels  # it runs pycodestyle from PATH
 	for f in verilog/*.v; do verilator --lint-only -Wall -Iverilog $$f || exit 1; done
+	$(PY) -m cnnx.fpga.check  # Yosys on every verilog/*.v top: no latches, check -assert (no multiple drivers)
 
 bench: setup
 	$(PY) benchmarks/bench_layers.py
+
+# Place and route the cores at 4x4, 8x8 and 16x16 on an ECP5 (cnnx.fpga; cached; the first run takes long).
+synth: setup
+	$(PY) benchmarks/bench_synth.py
 
 # Rebuild the extension in place after editing a .pyx (the editable install points here).
 build:

@@ -65,7 +65,7 @@ extensions = [
 ]
 
 setup(
-    packages=["cnnx", "cnnx._kernels", "cnnx.sim", "cnnx.verilog", "cnnx.io", "cnnx.compile"],
+    packages=["cnnx", "cnnx._kernels", "cnnx.compile", "cnnx.fpga", "cnnx.io", "cnnx.sim", "cnnx.verilog"],
     package_dir={"cnnx": "cnnx", "cnnx.sim": "sim", "cnnx.verilog": "verilog"},
     package_data={"cnnx.verilog": ["*.v", "*.vh"], "cnnx.sim": ["*.cpp", "*.h"], "cnnx._kernels": ["*.h"],
                   "cnnx.io": ["export_tb/*"]},

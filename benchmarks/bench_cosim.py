@@ -3,7 +3,9 @@
 Prints the method, then: the wall time and images/s of the full run, the int8 CPU vs RTL bit-identical count,
 each path's accuracy (float vs int8 vs RTL), the same harness with ONE worker on a slice (the peer the
 parallel speed is a ratio against, measured in the same run), and the profiler's tables for 8x8 and 16x16
-arrays at 200 MHz. It asserts nothing about speed; the machine is shared, so read ratios, not absolutes.
+arrays at the Fmax `cnnx synth` reported for them (a table is skipped, saying why, when there is no
+synthesis result; `--clock-mhz` assumes a clock instead, at most that Fmax). It asserts nothing about speed;
+the machine is shared, so read ratios, not absolutes.
 
     .venv/bin/python benchmarks/bench_cosim.py [RUN_DIR (default runs/lenet5)] [--images 10000]
         [--workers 2] [--peer-images 1000] [--json OUT.json]
@@ -29,7 +31,7 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--peer-images", type=int, default=1000, help="images for the 1-worker peer run (0: skip)")
     p.add_argument("--arrays", default="8x8,16x16", help="arrays for the profile tables")
-    p.add_argument("--clock-mhz", type=float, default=200.0)
+    p.add_argument("--clock-mhz", type=float, default=None, help="default: the Fmax of `cnnx synth`")
     p.add_argument("--json", default=None, help="also write every figure to this JSON file")
     a = p.parse_args(argv)
 
@@ -67,10 +69,17 @@ def main(argv=None) -> int:
 
     out["profile"] = {}
     for arr in a.arrays.split(","):
+        try:
+            clock = profile.resolve_clock(harness.parse_array(arr), a.clock_mhz)
+        except profile.ClockRefused as e:
+            print(f"\nno profile for {arr}: {e}")
+            continue
         prof = profile.profile_model(model, qmodel, images[:16], array=harness.parse_array(arr),
-                                     clock_mhz=a.clock_mhz)
+                                     clock_mhz=clock["clock_mhz"])
+        prof.update(clock)
         print()
         print(profile.format_table(prof))
+        print(profile.format_hardware(prof))
         out["profile"][arr] = prof
     if a.json:
         with open(a.json, "w") as f:

@@ -26,4 +26,13 @@ def openmp_enabled() -> bool:
     return bool(_enabled())
 
 
-__all__ = ["get_num_threads", "openmp_enabled", "set_num_threads", "__version__"]
+def __getattr__(name):
+    # cnnx.synth is cnnx.fpga.synth (the ECP5 flow), imported on first use: `import cnnx` stays light.
+    if name == "synth":
+        from .fpga import synth
+
+        return synth
+    raise AttributeError(f"module 'cnnx' has no attribute {name!r}")
+
+
+__all__ = ["get_num_threads", "openmp_enabled", "set_num_threads", "synth", "__version__"]

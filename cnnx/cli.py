@@ -1,4 +1,4 @@
-"""The `cnnx` command: `cnnx train | eval | cosim | profile | import` (also `python -m cnnx ...`).
+"""The `cnnx` command: `cnnx train | eval | cosim | profile | synth | import | export` (or `python -m cnnx`).
 
 Exit codes: 0 success, 1 a check failed (cosim/profile), 2 bad input or environment (usage, unknown model, bad
 numbers, a missing, corrupt or foreign checkpoint, an output path that is not a writable directory or is in
@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = TrainConfig()
     p = _Parser(prog="cnnx", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,eval,cosim,profile,import,export}")
+    sub = p.add_subparsers(dest="command", required=True,
+                           metavar="{train,eval,cosim,profile,synth,import,export}")
 
     t = sub.add_parser(
         "train",
@@ -154,12 +155,31 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--array", default="8x8", help="systolic array ROWSxCOLS (default 8x8)")
     r.add_argument("--buffers", default=None, help="core buffer sizes, e.g. in=8K,w=64K,out=8K,bias=256")
     r.add_argument(
-        "--clock-mhz", type=_positive_finite, default=200.0, help="RTL clock for time estimates (default 200)"
+        "--clock-mhz", type=_positive_finite, default=None,
+        help="RTL clock for time estimates (default: the Fmax `cnnx synth` reports for this array; refused "
+             "above it)"
     )
+    r.add_argument("--force", action="store_true", help="accept a --clock-mhz above the reported Fmax")
+    r.add_argument("--synth", action="store_true", help="run `cnnx synth` first when its result is missing")
+    r.add_argument("--device", choices=("25k", "45k", "85k"), default="85k", help="FPGA of the Fmax (85k)")
+    r.add_argument("--synth-freq", type=_float, default=150.0, help="P&R target of the Fmax, MHz (150)")
+    r.add_argument("--seed", type=int, default=1, help="P&R seed of the Fmax (default 1)")
     r.add_argument("--out", default=None, help="output directory (default RUN_DIR/profile)")
     r.add_argument("--images", type=_positive_int, default=16, help="test images (default 16)")
     r.add_argument("--data", default=None, metavar="FILE.npz", help="use this dataset (default: the run's)")
     r.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("synth", help="resources and Fmax of the cores on an ECP5 FPGA (cnnx.fpga)")
+    s.add_argument("--core", choices=("conv", "pool", "all"), default="all")
+    s.add_argument("--array", default="8x8", help="conv core ROWSxCOLS (default 8x8)")
+    s.add_argument("--device", choices=("25k", "45k", "85k"), default="85k", help="LFE5U-*F (default 85k)")
+    s.add_argument("--freq", type=_float, default=150.0, help="target clock for nextpnr, MHz (default 150)")
+    s.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    s.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="set a core parameter (repeatable), e.g. --param IFMAP_DEPTH=4096")
+    s.add_argument("--no-pnr", action="store_true", help="Yosys only: resources, no place-and-route/Fmax")
+    s.add_argument("--out", default=None, help="also write synth-<core>.json into this directory")
+    s.add_argument("--json", action="store_true")
 
     from .io.cli import add_import_parser
 
@@ -379,8 +399,14 @@ def cmd_export(args) -> int:
     return cli_export(args)
 
 
+def cmd_synth(args) -> int:
+    from .fpga.cli import cli_synth  # lazy: the FPGA tools are an optional extra
+
+    return cli_synth(args)
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "cosim": cmd_cosim, "profile": cmd_profile,
-            "import": cmd_import, "export": cmd_export}
+            "synth": cmd_synth, "import": cmd_import, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ Timings are wall-clock on a shared machine: noisy, so read them as ratios measur
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -68,9 +69,9 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
 
         buffers = tiling.parse_buffers(buffers)
         tiling.check_buffers(buffers, rows, cols)
-    if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, int | float) or not (
-        math.isfinite(clock_mhz) and clock_mhz > 0
-    ):
+    bad_clock = isinstance(clock_mhz, bool) or not isinstance(clock_mhz, int | float) or not (
+        math.isfinite(clock_mhz) and clock_mhz > 0)
+    if clock_mhz is not None and bad_clock:  # None: no clock, cycles only
         raise ValueError(f"the clock must be a finite number of MHz > 0, got {clock_mhz!r}")
     n = len(images)
     if n == 0:
@@ -138,9 +139,11 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
         row["agree"] = (None if not rtl or row.get("rtl_cycles") is None or row["model_cycles"] is None
                         else row["rtl_cycles"] == row["model_cycles"])
         if cyc:
-            row["rtl_us"] = cyc / clock_mhz
-            best_cpu = min(row["int8_cython_1t_us"], row["int8_cython_2t_us"])
-            row["speedup_cpu_over_rtl"] = best_cpu / row["rtl_us"]
+            row["rtl_us"] = row["speedup_cpu_over_rtl"] = None  # no clock: cycles only
+            if clock_mhz is not None:
+                row["rtl_us"] = cyc / clock_mhz
+                best_cpu = min(row["int8_cython_1t_us"], row["int8_cython_2t_us"])
+                row["speedup_cpu_over_rtl"] = best_cpu / row["rtl_us"]
             row["mac_utilisation"] = cycles.utilisation(row["macs"], cyc, rows, cols)
         else:
             row["rtl_us"] = row["speedup_cpu_over_rtl"] = row["mac_utilisation"] = None
@@ -156,17 +159,20 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
                         "mac_utilisation": cycles.utilisation(rows_out[i]["macs"], cyc, r, c)})
         total = sum(p["cycles"] or 0 for p in per)
         macs = sum(row["macs"] for row in rows_out)
-        sweep.append({"array": f"{r}x{c}", "total_cycles": total, "time_us": total / clock_mhz,
+        time_us = None if clock_mhz is None else total / clock_mhz
+        sweep.append({"array": f"{r}x{c}", "total_cycles": total, "time_us": time_us,
                       "mac_utilisation": cycles.utilisation(macs, total, r, c), "layers": per})
     return {"array": f"{rows}x{cols}", "clock_mhz": clock_mhz, "images": n, "repeats": repeats,
             "rtl_images": min(rtl_images, n) if rtl else 0, "layers": rows_out, "sweep": sweep,
-            "totals": _totals(rows_out)}
+            "totals": _totals(rows_out, clock_mhz is not None)}
 
 
-def _totals(rows_out) -> dict:
+def _totals(rows_out, timed: bool = True) -> dict:
     keys = ["float_cython_1t_us", "float_cython_2t_us", "int8_cython_1t_us", "int8_cython_2t_us",
             "int8_numpy_us", "rtl_us", "macs"]
     t = {k: float(sum((r.get(k) or 0) for r in rows_out)) for k in keys}
+    if not timed:
+        t["rtl_us"] = None
     t["rtl_cycles"] = float(sum((r.get("rtl_cycles") or r.get("model_cycles") or 0) for r in rows_out))
     return t
 
@@ -175,8 +181,9 @@ def format_table(prof: dict) -> str:
     def f(v, spec):  # a missing figure is a right-aligned "-" of the column's width
         return format(v, spec) if v is not None else "-".rjust(int(spec.split(".")[0].rstrip("dfe") or 1))
 
+    clock = "no clock (cycles only)" if prof["clock_mhz"] is None else f"{prof['clock_mhz']:.1f} MHz"
     lines = [
-        f"profile: array {prof['array']} at {prof['clock_mhz']} MHz; CPU times are best of {prof['repeats']} "
+        f"profile: array {prof['array']} at {clock}; CPU times are best of {prof['repeats']} "
         f"on {prof['images']} images (per image, microseconds); RTL cycles measured on {prof['rtl_images']} "
         "images; CPU/RTL = best int8 Cython time / RTL time at the clock (> 1: the core is faster)",
         f"{'#':>2} {'layer':<13} {'fl 1T':>8} {'fl 2T':>8} {'i8 1T':>8} {'i8 2T':>8} {'numpy':>9} "
@@ -191,12 +198,13 @@ def format_table(prof: dict) -> str:
             f"{f(r.get('rtl_cycles'), '8.0f')} {f(r['model_cycles'], '8d')} {f(r['rtl_us'], '8.2f')} "
             f"{f(r['speedup_cpu_over_rtl'], '8.2f')} {f(r['mac_utilisation'], '6.2f')}{agree}")
     t = prof["totals"]
+    speedup = t["rtl_us"] and min(t["int8_cython_1t_us"], t["int8_cython_2t_us"]) / t["rtl_us"]
     lines.append(f"   {'total':<13} {t['float_cython_1t_us']:8.1f} {t['float_cython_2t_us']:8.1f} "
                  f"{t['int8_cython_1t_us']:8.1f} {t['int8_cython_2t_us']:8.1f} {t['int8_numpy_us']:9.1f} "
-                 f"{t['rtl_cycles']:8.0f} {'':>8} {t['rtl_us']:8.2f} "
-                 f"{min(t['int8_cython_1t_us'], t['int8_cython_2t_us']) / t['rtl_us']:8.2f}")
+                 f"{t['rtl_cycles']:8.0f} {'':>8} {f(t['rtl_us'], '8.2f')} {f(speedup, '8.2f')}")
     lines.append("array sweep (cycle model): " + "; ".join(
-        f"{s['array']}: {s['total_cycles']} cycles = {s['time_us']:.2f} us, "
+        f"{s['array']}: {s['total_cycles']} cycles"
+        f"{'' if s['time_us'] is None else format(s['time_us'], '.2f').join((' = ', ' us'))}, "
         f"util {f(s['mac_utilisation'], '.2f')}"
         for s in prof["sweep"]))
     return "\n".join(lines)
@@ -215,7 +223,9 @@ def write_charts(prof: dict, out_dir) -> list[str]:
     names = [f"{r['index']} {r['name']}" for r in layers]
     xs = np.arange(len(layers))
     series = [("float Cython 1T", "float_cython_1t_us"), ("int8 Cython 1T", "int8_cython_1t_us"),
-              ("int8 Cython 2T", "int8_cython_2t_us"), (f"RTL @ {prof['clock_mhz']:g} MHz", "rtl_us")]
+              ("int8 Cython 2T", "int8_cython_2t_us")]
+    if prof["clock_mhz"] is not None:
+        series.append((f"RTL @ {prof['clock_mhz']:.1f} MHz", "rtl_us"))
     fig, ax = plt.subplots(figsize=(9, 4.5))
     width = 0.8 / len(series)
     for k, (label, key) in enumerate(series):
@@ -252,6 +262,101 @@ def write_charts(prof: dict, out_dir) -> list[str]:
     return [str(p1), str(p2)]
 
 
+class ClockRefused(ValueError):
+    """No clock the profile could honestly use: no synthesis result, or a clock above the reported Fmax."""
+
+
+def _hardware_summary(r) -> dict:
+    keep = ("lut4_total", "ff", "mult18", "ebr_total", "lutram")
+    return {"top": r.top, "params": r.params, "part": r.part, "device": r.device, "package": r.package,
+            "speed": r.speed, "seed": r.seed, "target_mhz": r.freq_mhz, "tools": r.tools,
+            "fmax_mhz": r.fmax_mhz, "met": r.met, "pnr_error": r.pnr_error,
+            "resources": {k: r.resources[k] for k in keep}, "ff_memory_bits": r.ff_memory_bits,
+            "utilisation": r.utilisation}
+
+
+def resolve_clock(array=(8, 8), clock_mhz: float | None = None, *, force: bool = False, device: str = "85k",
+                  freq_mhz: float = 150.0, seed: int = 1, run_synth: bool = False, progress=None) -> dict:
+    """The clock the profile turns cycles into time with, and where it comes from.
+
+    The clock is the slower achieved Fmax of the conv and pool cores of this array, from their cached
+    place-and-route results (`cnnx synth`; `run_synth` runs it when missing, which takes minutes). A given
+    `clock_mhz` overrides it but is refused above that Fmax unless `force`; with no synthesis result at all a
+    given clock is used and labelled as assumed."""
+    from . import fpga
+
+    rows, cols = array
+    if clock_mhz is not None and not clock_mhz > 0:
+        raise ValueError(f"clock must be positive, got {clock_mhz} MHz")
+    found = {}
+    for core in ("conv", "pool"):
+        r = fpga.find_cached(core, rows, cols, device=device, freq_mhz=freq_mhz, seed=seed)
+        if r is None and run_synth:
+            if not fpga.flow.tools_available():
+                raise ClockRefused(f"--synth needs the FPGA tools; {fpga.INSTALL_HINT}")
+            r = fpga.synth(core, rows, cols, device=device, freq_mhz=freq_mhz, seed=seed, progress=progress)
+        found[core] = r
+    hw = {c: _hardware_summary(r) for c, r in found.items() if r is not None}
+    missing = [c for c, r in found.items() if r is None]
+    part = fpga.DEVICES[device]["part"]
+    unplaced = [c for c, r in found.items() if r is not None and r.fmax_mhz is None]
+    fmax = None if missing or unplaced else min(r.fmax_mhz for r in found.values())
+    how = f"cnnx synth --core all --array {rows}x{cols} --device {device} --freq {freq_mhz:g} --seed {seed}"
+    if clock_mhz is None:
+        if missing and not run_synth:  # cycles only: no clock is honest without a place-and-route result
+            return {"clock_mhz": None, "clock_source": "none", "fmax_mhz": None, "hardware": hw,
+                    "clock_note": f"no place-and-route result for the {' and '.join(missing)} core at "
+                                  f"{rows}x{cols} on {part}: cycles only, no time figures; run `{how}` "
+                                  "(minutes), or add --synth"}
+        if missing:
+            raise ClockRefused(
+                f"no place-and-route result for the {' and '.join(missing)} core at {rows}x{cols} on {part} "
+                f"(target {freq_mhz:g} MHz, seed {seed}) to take the clock from: run `{how}` first "
+                "(minutes), "
+                "or add --synth to run it now, or give --clock-mhz to assume a clock")
+        if unplaced:
+            errs = "; ".join(f"{c}: {found[c].pnr_error}" for c in unplaced)
+            who = " and ".join(unplaced)
+            raise ClockRefused(f"the {who} core at {rows}x{cols} did not place and route on {part} ({errs}): "
+                               "no clock to profile at; give --clock-mhz F --force to assume one")
+        return {"clock_mhz": fmax, "clock_source": "fmax", "fmax_mhz": fmax, "hardware": hw}
+    if fmax is not None and clock_mhz > fmax and not force:
+        raise ClockRefused(f"--clock-mhz {clock_mhz:g} is above the reported Fmax {fmax:.1f} MHz of the "
+                           f"{rows}x{cols} cores on {part}; add --force to profile at it anyway")
+    if unplaced and not force:
+        raise ClockRefused(f"the {' and '.join(unplaced)} core at {rows}x{cols} did not place and route on "
+                           f"{part}: no clock is honest for it; add --force to profile at {clock_mhz:g} MHz")
+    source = ("assumed" if fmax is None else "given, above Fmax (forced)" if clock_mhz > fmax else "given")
+    return {"clock_mhz": float(clock_mhz), "clock_source": source, "fmax_mhz": fmax, "hardware": hw}
+
+
+def format_hardware(prof: dict) -> str:
+    """The basis of the clock: device, tools, seed, Fmax and resources of each core."""
+    src = prof.get("clock_source")
+    if src is None:
+        return ""
+    if src == "none":
+        return prof["clock_note"]
+    hw = prof.get("hardware") or {}
+    if not hw:
+        return f"clock {prof['clock_mhz']:g} MHz: assumed (no synthesis result; run `cnnx synth`)"
+    any_r = next(iter(hw.values()))
+    tools = ", ".join(f"{k} {v}" for k, v in any_r["tools"].items())
+    what = {"fmax": "the reported Fmax", "given": "given (at or below the reported Fmax)",
+            "given, above Fmax (forced)": "given, ABOVE the reported Fmax (forced)",
+            "assumed": "assumed"}.get(src, src)
+    lines = [f"clock {prof['clock_mhz']:.1f} MHz: {what}; {any_r['part']} {any_r['package']} speed "
+             f"{any_r['speed']}, P&R target {any_r['target_mhz']:g} MHz, seed {any_r['seed']}; {tools}"]
+    for core, h in hw.items():
+        x = h["resources"]
+        fm = f"Fmax {h['fmax_mhz']:.1f} MHz" if h["fmax_mhz"] else f"no Fmax ({h['pnr_error']})"
+        lines.append(f"  {core:<4} {fm}; LUT4 {x['lut4_total']} ({h['utilisation']['lut4']:.0f} %), "
+                     f"FF {x['ff']}, MULT18X18D {x['mult18']} ({h['utilisation']['mult18']:.0f} %), "
+                     f"DP16KD {x['ebr_total']} ({h['utilisation']['ebr']:.0f} %), LUT-RAM {x['lutram']}, "
+                     f"memory in flip-flops {h['ff_memory_bits']} bits")
+    return "\n".join(lines)
+
+
 def profile_run_dir(run_dir, n_images: int = 16, data=None, **kwargs) -> dict:
     from .harness import load_run
 
@@ -272,13 +377,14 @@ def cli_profile(args) -> int:
     out = args.out or str(Path(run_dir) / "profile")
     try:
         array = parse_array(args.array)
-        clock = float(args.clock_mhz)
-        if not (math.isfinite(clock) and clock > 0):
-            raise ValueError(f"--clock-mhz must be a finite number > 0, got {args.clock_mhz!r}")
         read(run_dir)  # a missing or corrupt checkpoint is refused before the output directory is made
+        clock = resolve_clock(array, args.clock_mhz, force=args.force, device=args.device,
+                              freq_mhz=args.synth_freq, seed=args.seed, run_synth=args.synth,
+                              progress=lambda m: print(f"   {m}", file=sys.stderr, flush=True))
         with output_dir(out, "--out", files=PROFILE_FILES, what="profile directory"):
-            prof = profile_run_dir(run_dir, n_images=args.images, array=array, clock_mhz=clock,
+            prof = profile_run_dir(run_dir, n_images=args.images, array=array, clock_mhz=clock["clock_mhz"],
                                    data=getattr(args, "data", None), buffers=getattr(args, "buffers", None))
+            prof.update(clock)
             prof["charts"] = write_charts(prof, out)
             text = dumps(prof, indent=1)
             with atomic_write(Path(out, "profile.json"), "w") as f:
@@ -289,6 +395,7 @@ def cli_profile(args) -> int:
         print(dumps(prof))
     else:
         print(format_table(prof))
+        print(format_hardware(prof))
         print(f"wrote {', '.join(prof['charts'])} and {Path(out, 'profile.json')}")
     bad = [r["index"] for r in prof["layers"]
            if r.get("agree") is False or r.get("rtl_bit_identical") is False]

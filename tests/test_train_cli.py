@@ -344,7 +344,7 @@ def test_cosim_and_profile_are_registered_with_their_arguments():
                       "--json"])  # fmt: skip
     assert (a.images, a.array, a.workers, a.driver, a.json) == (5, "4x4", 2, "python", True)
     a = p.parse_args(["profile", "r"])
-    assert (a.array, a.clock_mhz, a.out, a.images, a.json) == ("8x8", 200.0, None, 16, False)
+    assert (a.array, a.clock_mhz, a.out, a.images, a.json) == ("8x8", None, None, 16, False)
     a = p.parse_args(["profile", "r", "--clock-mhz", "100", "--out", "o", "--images", "3", "--json"])
     assert (a.clock_mhz, a.out, a.images, a.json) == (100.0, "o", 3, True)
     assert cli.COMMANDS["cosim"] is cli.cmd_cosim and cli.COMMANDS["profile"] is cli.cmd_profile

@@ -113,7 +113,9 @@ def test_cli_cosim_two_workers_and_corruption_caught(tiny_run_dir, capsys):
 @needs_sim
 def test_cli_profile_writes_pngs_and_json(tiny_run_dir, tmp_path, capsys):
     out = tmp_path / "prof"
-    assert profile.cli_profile(_args("profile", tiny_run_dir, images=4, out=str(out))) == 0
+    # an assumed clock, forced: this test checks the profile, not a synthesis result
+    assert profile.cli_profile(_args("profile", tiny_run_dir, images=4, out=str(out), clock_mhz=200.0,
+                                     force=True)) == 0
     printed = json.loads(capsys.readouterr().out)
     assert (out / "layers.png").exists() and (out / "sweep.png").exists()
     saved = json.loads((out / "profile.json").read_text())
