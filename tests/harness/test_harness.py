@@ -79,6 +79,19 @@ def test_profile_cpu_only_writes_charts(tiny, tmp_path):
     assert "profile: array 8x8" in profile.format_table(prof)
 
 
+def test_profile_without_a_clock_gives_cycles_only(tiny, tmp_path):
+    """No synthesis result, no --clock-mhz: cycles and utilisation, but no time or speed-up figure."""
+    model, q, _, images, _ = tiny
+    prof = profile.profile_model(model, q, images[:4], rtl=False, repeats=1, clock_mhz=None)
+    conv0 = prof["layers"][0]
+    assert conv0["model_cycles"] > 0 and conv0["mac_utilisation"] > 0
+    assert conv0["rtl_us"] is None and conv0["speedup_cpu_over_rtl"] is None
+    assert prof["totals"]["rtl_us"] is None and all(s["time_us"] is None for s in prof["sweep"])
+    text = profile.format_table(prof)
+    assert "at no clock (cycles only)" in text and " us," not in text.split("array sweep")[1]
+    profile.write_charts(prof, tmp_path)
+
+
 @pytest.mark.rtl
 @needs_sim
 def test_rtl_bit_identical_inline(tiny):
@@ -124,6 +137,20 @@ def test_cli_profile_writes_pngs_and_json(tiny_run_dir, tmp_path, capsys):
         if r["kind"] != "flatten":
             assert r["agree"] is True and r["rtl_bit_identical"] is True
             assert r["rtl_us"] == pytest.approx(r["rtl_cycles"] / 200.0)
+
+
+@pytest.mark.rtl
+@needs_sim
+def test_cli_profile_without_a_synthesis_result_prints_cycles_only(tiny_run_dir, tmp_path, capsys):
+    out = tmp_path / "prof"
+    # no place-and-route result exists for the 25k device: cycles only, said why, exit 0
+    assert profile.cli_profile(_args("profile", tiny_run_dir, images=2, out=str(out), device="25k",
+                                     json=False)) == 0
+    text = capsys.readouterr().out
+    assert "at no clock (cycles only)" in text and "no place-and-route result" in text
+    saved = json.loads((out / "profile.json").read_text())
+    assert saved["clock_mhz"] is None and saved["clock_source"] == "none"
+    assert all(r["rtl_us"] is None for r in saved["layers"])
 
 
 def test_corruption_changes_the_weight():
