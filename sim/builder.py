@@ -37,6 +37,8 @@ from pathlib import Path
 
 from cnnx.verilog import RTL_DIR
 
+from cnnx.data import sha256_of
+
 SIM_DIR = Path(__file__).resolve().parent
 BATCH_SOURCE = SIM_DIR / "batch_driver.cpp"
 # Bump when the commands below change: it is part of the cache key.
@@ -177,18 +179,10 @@ def _build_into(top: str, params: tuple[tuple[str, int], ...], out: Path) -> Non
           "-pthread", "-latomic"], cwd=out)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_manifest(result: Build, directory: Path) -> None:
     """The manifest of a finished build in `directory`, written last and atomically (temp file, rename)."""
     files = sorted(p for p in directory.iterdir() if p.is_file() and p.name != MANIFEST)
-    entries = {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in files}
+    entries = {p.name: {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in files}
     tmp = directory / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps({"recipe": BUILD_RECIPE, "top": result.top, "params": list(result.params),
                                "files": entries}, indent=1))
@@ -220,7 +214,7 @@ def check_build(result: Build) -> str | None:
             size = path.stat().st_size
             if size != want.get("bytes"):
                 return f"{path.name} has {size} bytes, not {want.get('bytes')}"
-            if _sha256(path) != want.get("sha256"):
+            if sha256_of(path) != want.get("sha256"):
                 return f"{path.name} does not match its SHA-256"
         except OSError as e:
             return f"{path.name}: {e.strerror or e}"

@@ -12,13 +12,14 @@ a changed file is refused rather than silently scored). Runs without it use MNIS
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..data import sha256_of
 
 META_KEY = "dataset"
 KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -47,14 +48,6 @@ class Dataset:
     def meta(self) -> dict:
         return {"path": self.path, "sha256": self.sha256, "input_shape": list(self.input_shape),
                 "num_classes": self.num_classes}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -136,7 +129,7 @@ def load_npz(path: str | os.PathLike) -> Dataset:
     if len(labels[0]) < 2:
         raise DatasetError(f"{path}: x_train holds {len(labels[0])} image(s); training needs at least 2")
     return Dataset(np.ascontiguousarray(x_tr), labels[0], np.ascontiguousarray(x_te), labels[1], k,
-                   str(path.resolve()), _sha256(path))
+                   str(path.resolve()), sha256_of(path))
 
 
 def of_meta(meta: dict | None, override: str | os.PathLike | None = None) -> Dataset | None:

@@ -11,25 +11,17 @@ on it as on a trained zoo model, and `cnnx train --resume --out RUN_DIR` fine-tu
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 from .. import checkpoint
+from ..data import sha256_of
 from . import dataset as io_dataset
 from .preprocess import TO_TENSOR, Preprocess
 
 FORMATS = ("onnx", "pytorch")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_model(file: str | os.PathLike, config=None, input_shape=None):
@@ -78,7 +70,7 @@ def import_model(file: str | os.PathLike, out: str | os.PathLike, *, config=None
         raise ValueError(f"--mean/--std give {prep.channels} channels, the model takes {shape[0]}")
     meta = {"model_name": IMPORTED, "epoch": 0, "metrics": [], "input_shape": list(shape),
             "num_classes": int(out_shape[0]), "preprocess": prep.to_dict(),
-            "source": {"file": str(file.resolve()), "format": fmt, "sha256": _sha256(file)}}
+            "source": {"file": str(file.resolve()), "format": fmt, "sha256": sha256_of(file)}}
     if data is not None:
         ds = io_dataset.load_npz(data)
         if ds.input_shape != tuple(shape):
