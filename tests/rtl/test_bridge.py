@@ -141,12 +141,26 @@ def _build_in(cache):
     return str(builder.build("cnnx_pool_core", {"LANES": 2}).path)
 
 
+def _pool_map(fn, items, timeout=600):
+    """pool.map in 2 spawned processes that then exit by themselves (close + join). A `with Pool()` block
+    ends in terminate(): SIGTERM to workers that coverage (sigterm = true) is still saving in, which once
+    left a worker stuck and the suite waiting on it for good."""
+    pool = mp.get_context("spawn").Pool(2)
+    try:
+        out = pool.map_async(fn, items).get(timeout)
+        pool.close()
+        pool.join()
+        return out
+    except BaseException:
+        pool.terminate()
+        raise
+
+
 @pytest.mark.rtl
 def test_two_processes_building_at_once_share_one_build(tmp_path):
     """A cold cache and two processes asking for the same build at once: one builds, the other waits for
     it under the lock and finds it; no half-built or temporary directory is left behind."""
-    with mp.get_context("spawn").Pool(2) as pool:
-        paths = pool.map(_build_in, [str(tmp_path)] * 2)
+    paths = _pool_map(_build_in, [str(tmp_path)] * 2)
     assert paths[0] == paths[1]
     assert (tmp_path / "calls.txt").read_text().splitlines() == ["cnnx_pool_core"]
     left = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith((".lock", ".txt")))
@@ -198,8 +212,7 @@ def _worker(seed):
 @pytest.mark.rtl
 def test_fast_driver_in_several_processes(conv_core):
     conv_core(2, 2, "fast")                                         # built before the workers start
-    with mp.get_context("spawn").Pool(2) as pool:
-        results = pool.map(_worker, [1, 2, 3, 4])
+    results = _pool_map(_worker, [1, 2, 3, 4])
     want = 4 * cycles.conv_cycles(2, 6, 6, 3, 3, 3, 1, 1, 2, 2)
     assert results == [(True, want)] * 4
 
