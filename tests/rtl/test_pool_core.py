@@ -91,3 +91,13 @@ def test_pool_three_lanes(mode, rtl_rng, pool_core):
     core = pool_core("fast", lanes=3)
     for C, H, k, s in ((4, 6, 2, 2), (7, 9, 3, 3), (3, 7, 3, 2), (1, 4, 2, 2)):
         check_pool(core, rtl_rng.integers(-128, 128, (2, C, H, H), dtype=np.int8), k, s, mode)
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_pool_python_driver_channels_fill_the_last_group_exactly(mode, rtl_rng, pool_core):
+    """C a multiple of LANES with more than one group (8 = 2 x 4): the walker must stop after the second
+    group, not walk a third, empty one (the output and the cycle count both checked against the golden)."""
+    core = pool_core("python")
+    assert core.lanes == 4
+    check_pool(core, rtl_rng.integers(-128, 128, (1, 8, 4, 4), dtype=np.int8), 2, 2, mode)
