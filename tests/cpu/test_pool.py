@@ -72,6 +72,21 @@ def test_golden_pool_backward_matches_finite_differences(kind, hw, k, s, rng, fd
                 what=f"{kind} dx")
 
 
+@pytest.mark.parametrize("k, s", [(2, 2), (3, 3), (2, 1)], ids=["2x2/2 (C path)", "3x3/3", "2x2/1"])
+def test_max_pool_ties_go_to_the_first_on_every_kernel_path(k, s):
+    """2x2/2 runs the vectorised C kernel, other windows the generic loop: both keep the first maximum."""
+    x = np.zeros((1, 2, 6, 6), np.float32)  # all ties: every window's argmax is its top-left element
+    x[0, 1] = np.arange(36).reshape(6, 6) % 3  # ties among the 2s inside most windows
+    y, idx = F.max_pool2d(x, k, stride=s, return_indices=True)
+    np.testing.assert_array_equal(y, ref.max_pool2d(x, k, stride=s))
+    dy = np.arange(1, y.size + 1, dtype=np.float32).reshape(y.shape)
+    dx = F.max_pool2d_backward(dy, idx, x.shape)
+    np.testing.assert_array_equal(dx, ref.max_pool2d_backward(dy, x, k, stride=s))  # gradient to the first
+    oh = np.arange(y.shape[2])[:, None] * s
+    ow = np.arange(y.shape[3])[None, :] * s
+    np.testing.assert_array_equal(idx[0, 0], oh * 6 + ow)  # channel 0: the window's own first element
+
+
 def test_max_pool_ties_go_to_the_first_in_row_major_order():
     x = np.array([[[[1, 3, 0, 0],
                     [3, 2, 0, 0]]]], np.float32)  # window 1: 3 at (0,1) and (1,0); window 2: all zero
