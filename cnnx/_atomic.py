@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -68,3 +69,12 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def replace_dir(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Publish a folder built in `tmp` (a sibling of `final`) as `final`: whatever stands at `final` (a
+    damaged or stale folder a killed run left) is removed first, then the rename is atomic, so readers see no
+    folder or the whole new one. Callers remove `tmp` themselves when building it fails."""
+    if os.path.exists(final):
+        shutil.rmtree(final)
+    os.rename(tmp, final)

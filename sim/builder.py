@@ -37,6 +37,7 @@ from pathlib import Path
 
 from cnnx.verilog import RTL_DIR
 
+from cnnx._atomic import replace_dir
 from cnnx.data import sha256_of
 
 SIM_DIR = Path(__file__).resolve().parent
@@ -328,9 +329,7 @@ def build(top: str, params: dict | None = None) -> Build:
                 log.write_text(str(e))
                 raise BuildError(f"{str(e).splitlines()[0]} (full output in {log})") from None
             write_manifest(result, tmp)
-            if final.exists():  # a damaged directory, or one from before the manifest
-                shutil.rmtree(final)
-            os.rename(tmp, final)
+            replace_dir(tmp, final)  # over a damaged directory, or one from before the manifest
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -15,7 +15,6 @@ import dataclasses
 import fcntl
 import hashlib
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -23,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .._atomic import atomic_write
+from .._atomic import atomic_write, replace_dir
 from . import flow, report
 
 CORES = {"conv": "cnnx_conv_core", "pool": "cnnx_pool_core"}
@@ -303,9 +302,7 @@ def _run(core, top, overrides, full, tools, device, freq_mhz, seed, pnr, key, fi
             key=key, run_dir=str(final), critical_path=critical)
         with atomic_write(tmp / "result.json", "w") as f:
             json.dump(result.to_dict(), f, indent=1)
-        if final.exists():  # a stale folder without result.json (killed run)
-            shutil.rmtree(final)
-        os.rename(tmp, final)
+        replace_dir(tmp, final)  # over a stale folder without result.json (killed run)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
