@@ -131,9 +131,14 @@ def run_workers(target: Callable, jobs: Sequence[tuple], *, stall_timeout: float
     job order. `target` must be a module-level function (it is pickled). Raises CheckFailed when a worker
     fails, dies or makes no progress for `stall_timeout` seconds; every worker is stopped on the way out."""
     import multiprocessing as mp
+    from multiprocessing import resource_tracker
     from multiprocessing.connection import wait
 
     ctx = mp.get_context("spawn")
+    # Process.start() makes sure the resource tracker runs, and starting it unblocks SIGINT/SIGTERM in this
+    # thread (multiprocessing.resource_tracker), which would undo _held_signals for the first worker: so
+    # start it first.
+    resource_tracker.ensure_running()
     procs, conns = [], []
     results: dict[int, object] = {}
     try:

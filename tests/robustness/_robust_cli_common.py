@@ -113,3 +113,10 @@ def steps(n: int, delay: float, *, progress):
 def fails(message: str, *, progress):
     progress(1)
     raise ValueError(message)
+
+
+def signal_state(*, progress) -> tuple[int, int]:
+    """This process's blocked and ignored signal masks (Linux /proc), as the worker's job sees them."""
+    lines = Path("/proc/self/status").read_text().splitlines()
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    return int(fields["SigBlk"], 16), int(fields["SigIgn"], 16)

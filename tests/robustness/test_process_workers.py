@@ -81,3 +81,21 @@ def test_workers_die_with_a_killed_parent():
     finally:
         proc.kill()
         kill_all(pids if "pids" in locals() else [])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_a_fresh_parent_starts_its_workers_deaf_to_ctrl_c():
+    """The terminal's Ctrl-C reaches the workers too: they must start with SIGINT blocked (else a worker still
+    importing prints a KeyboardInterrupt traceback) and then ignore it. A fresh interpreter, because starting
+    multiprocessing's resource tracker (once per process) used to unblock SIGINT just before the first worker
+    was spawned (CI run of stop 16)."""
+    script = ("from _robust_cli_common import signal_state\nfrom cnnx._workers import run_workers\n"
+              "print(run_workers(signal_state, [(), ()], stall_timeout=60))")
+    env = {**ENV, "PYTHONPATH": f"{REPO}:{REPO / 'tests' / 'robustness'}"}
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=120, check=True)  # fmt: skip
+    sigint = 1 << (signal.SIGINT - 1)
+    sigterm = 1 << (signal.SIGTERM - 1)
+    for blocked, ignored in eval(out.stdout):  # noqa: S307 (our own child's repr of two int pairs)
+        assert blocked & sigint and ignored & sigint
+        assert not blocked & sigterm  # SIGTERM ends a worker
