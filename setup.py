@@ -65,10 +65,11 @@ extensions = [
 ]
 
 setup(
-    packages=["cnnx", "cnnx._kernels", "cnnx.compile", "cnnx.fpga", "cnnx.io", "cnnx.sim", "cnnx.verilog"],
+    packages=["cnnx", "cnnx._kernels", "cnnx.compile", "cnnx.fpga", "cnnx.io", "cnnx.schemas", "cnnx.sim",
+              "cnnx.verilog"],
     package_dir={"cnnx": "cnnx", "cnnx.sim": "sim", "cnnx.verilog": "verilog"},
     package_data={"cnnx.verilog": ["*.v", "*.vh"], "cnnx.sim": ["*.cpp", "*.h"], "cnnx._kernels": ["*.h"],
-                  "cnnx.io": ["export_tb/*"]},
+                  "cnnx.io": ["export_tb/*"], "cnnx.schemas": ["*.json"]},
     ext_modules=cythonize(
         extensions,
         language_level=3,

@@ -8,6 +8,7 @@ Exit codes, one table for train, eval, cosim and profile:
   2    bad input or environment: usage, numbers, a missing/corrupt/foreign checkpoint, an output path that is
        not a writable directory or is in use by another run, a missing MNIST package or RTL toolchain
   130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM (`cnnx train` saves a resumable checkpoint first)
+  141  the reader of stdout went away (`cnnx eval RUN | head`): the command stops quietly
 On an error the command prints one line `cnnx CMD: error: ...` on stderr and, under `--json`, exactly one
 object `{"error": ..., "exit_code": N}` on stdout.
 """
@@ -28,7 +29,61 @@ from pathlib import Path
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_SIGINT, EXIT_SIGTERM = 128 + signal.SIGINT, 128 + signal.SIGTERM
+EXIT_SIGPIPE = 128 + signal.SIGPIPE
 LOCK_NAME = ".cnnx.lock"
+RTL_INSTALL_HINT = "pip install 'cnnx[rtl]' (pyverilator-mm) and Verilator (apt-get install verilator)"
+
+# The flags every subcommand has (cnnx.cli adds those a subcommand does not declare itself).
+COMMON_FLAGS = {
+    "--json": "print one JSON object on stdout (human-readable text goes to stderr)",
+    "--no-progress": "no progress bars or build notices (they go to stderr otherwise)",
+    "--quiet": "no progress and no human-readable report; errors and --json output still print",
+}
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """'1 epoch', '2 epochs' (`words`: an irregular plural)."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
+def progress_on(args) -> bool:
+    """THE progress rule of every subcommand: bars and notices on stderr unless --no-progress or --quiet;
+    --json does not change it (stdout carries only the JSON object either way)."""
+    return not (getattr(args, "no_progress", False) or getattr(args, "quiet", False))
+
+
+@contextlib.contextmanager
+def quiet_stdout(args):
+    """Under --quiet (and not --json): the human-readable report on stdout is dropped, and the RTL build
+    notices (cnnx.sim.builder) with it; under --no-progress only the notices."""
+    from contextlib import redirect_stdout
+
+    notices = progress_on(args)
+    try:
+        import cnnx.sim.builder as builder
+    except ImportError:  # the RTL bridge is optional
+        builder = None
+    old = builder.NOTICES if builder is not None else None
+    if builder is not None:
+        builder.NOTICES = notices
+    try:
+        if getattr(args, "quiet", False) and not getattr(args, "json", False):
+            with open(os.devnull, "w") as devnull, redirect_stdout(devnull):
+                yield
+        else:
+            yield
+    finally:
+        if builder is not None:
+            builder.NOTICES = old
+
+
+def broken_pipe_exit() -> int:
+    """After a BrokenPipeError on stdout: point stdout at /dev/null so that the interpreter's final flush
+    does not fail again (Python's documented recipe), and return 141 like a command killed by SIGPIPE."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_SIGPIPE
 
 
 class CliError(Exception):
@@ -68,7 +123,7 @@ def classify(e: BaseException) -> tuple[int, str]:
     if isinstance(e, MnistError):
         return EXIT_BAD_INPUT, str(e)
     if isinstance(e, ImportError):
-        return EXIT_BAD_INPUT, f"the RTL bridge cannot be loaded ({e}); it needs Verilator and pyverilator-mm"
+        return EXIT_BAD_INPUT, f"the RTL bridge cannot be loaded ({e}); it needs {RTL_INSTALL_HINT}"
     if isinstance(e, OSError) and e.filename is not None and e.strerror:
         return EXIT_BAD_INPUT, f"{e.filename}: {e.strerror}"
     if isinstance(e, ValueError | TypeError | OSError | MemoryError | RecursionError):
@@ -98,10 +153,23 @@ def cli_error(command: str, error: BaseException | str, as_json: bool = False,
         msg, code = str(error), EXIT_BAD_INPUT if code is None else code
     msg = one_line(msg) or "failed"
     prefix = f"cnnx {command}: " if command else "cnnx: "
-    print(f"{prefix}error: {msg}", file=sys.stderr, flush=True)
+    print_clear(f"{prefix}error: {msg}")
     if as_json:
         print(json.dumps({"error": msg, "exit_code": code}), flush=True)
     return code
+
+
+def print_clear(msg: str, file=None) -> None:
+    """Print a line on stderr on a line of its own: an open tqdm bar is cleared first and redrawn after, so
+    an error or warning never lands on the bar's line."""
+    file = sys.stderr if file is None else file
+    try:
+        from tqdm import tqdm
+
+        with tqdm.external_write_mode(file=file):
+            print(msg, file=file, flush=True)
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        print(msg, file=file, flush=True)
 
 
 def json_safe(obj):

@@ -6,6 +6,11 @@ use by another run, a missing MNIST package; nothing is written in that case), 1
 143 by SIGTERM (train saves a resumable checkpoint first). Every error is one line on stderr, printed by
 `cnnx._cliutil.cli_error`. With `--json` every subcommand prints exactly one JSON object on stdout (on an
 error `{"error": ..., "exit_code": N}`) and sends its human-readable output to stderr.
+
+Every subcommand takes `--json`, `--no-progress`, `--quiet` and `--version` (`cnnx._cliutil.COMMON_FLAGS`).
+Progress bars and build notices always go to stderr, never stdout, with or without `--json`; `--no-progress`
+turns them off, `--quiet` turns off progress and the human-readable report (errors still print). A closed
+pipe on stdout (`cnnx eval RUN | head`) ends the command quietly with exit 141 (128 + SIGPIPE).
 """
 
 from __future__ import annotations
@@ -16,7 +21,18 @@ import math
 import sys
 from pathlib import Path
 
-from ._cliutil import CliError, cli_error, dumps, exit_code_of_signal, output_dir, sigterm_as_interrupt
+from ._cliutil import (
+    CliError,
+    broken_pipe_exit,
+    cli_error,
+    dumps,
+    exit_code_of_signal,
+    output_dir,
+    plural,
+    progress_on,
+    quiet_stdout,
+    sigterm_as_interrupt,
+)
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
 TRAIN_FILES = ("checkpoint.npz", "metrics.json", "curves.png", "filters.png", "confusion.png")
@@ -41,6 +57,16 @@ def _threads(text: str) -> int:
         return check_n_threads(_positive_int(text), "--threads")
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
 
 
 def _float(text: str) -> float:
@@ -70,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = TrainConfig()
     p = _Parser(prog="cnnx", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=_version_text(), help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True,
                            metavar="{train,eval,cosim,profile,synth,import,export}")
 
@@ -129,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--threads", type=_threads, default=None,
                    help="OpenMP threads (default: OMP_NUM_THREADS/cores)")
     e.add_argument("--data", default=None, metavar="FILE.npz", help="score on this dataset's test split")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     c = sub.add_parser("cosim", help="co-simulate the int8 model on the RTL cores (cnnx.harness)")
     c.add_argument("run_dir", metavar="RUN_DIR")
@@ -143,12 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with 2+ workers: fail when one reports no progress for this long "
                         "(default 60 s + 0.5 s per image of a 250-image batch)")
     c.add_argument("--driver", choices=("fast", "python"), default="fast")
-    c.add_argument("--golden-images", type=_positive_int, default=None,
-                   help="images also run through the slow NumPy golden model (default min(N, 200))")
+    c.add_argument("--golden-images", type=_nonneg_int, default=None,
+                   help="images also run through the slow NumPy golden model (default min(N, 200); 0: none)")
     c.add_argument("--corrupt-rtl-layer", type=int, default=None, metavar="K",
                    help="change one weight of layer K on the RTL side only, to see the check catch it")
     c.add_argument("--data", default=None, metavar="FILE.npz", help="use this dataset (default: the run's)")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--trace", default=None, metavar="FILE.vcd",
+                   help="dump the RTL's waveforms (every clock edge, both cores) to this VCD file; slow, "
+                        "meant for --images 1 (one worker)")
+    c.add_argument("--trace-clock-mhz", type=_positive_finite, default=None, metavar="MHZ",
+                   help="clock of the VCD's time axis (default: the Fmax `cnnx synth` reports for this "
+                        "array, else 100 MHz)")
+    c.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     r = sub.add_parser("profile", help="per-layer CPU/RTL profile of a run (cnnx.profile)")
     r.add_argument("run_dir", metavar="RUN_DIR")
@@ -167,7 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="output directory (default RUN_DIR/profile)")
     r.add_argument("--images", type=_positive_int, default=16, help="test images (default 16)")
     r.add_argument("--data", default=None, metavar="FILE.npz", help="use this dataset (default: the run's)")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("--trace", default=None, metavar="FILE.vcd",
+                   help="dump the waveforms of the RTL cycle measurement (one image) to this VCD file")
+    r.add_argument("--repeats", type=_positive_int, default=5,
+                   help="timed runs per CPU figure; the table shows their median and spread (default 5)")
+    r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     s = sub.add_parser("synth", help="resources and Fmax of the cores on an ECP5 FPGA (cnnx.fpga)")
     s.add_argument("--core", choices=("conv", "pool", "all"), default="all")
@@ -179,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set a core parameter (repeatable), e.g. --param IFMAP_DEPTH=4096")
     s.add_argument("--no-pnr", action="store_true", help="Yosys only: resources, no place-and-route/Fmax")
     s.add_argument("--out", default=None, help="also write synth-<core>.json into this directory")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     from .io.cli import add_import_parser
 
@@ -187,18 +224,42 @@ def build_parser() -> argparse.ArgumentParser:
     from .io.cli import add_export_parser
 
     add_export_parser(sub, _positive_int)
+    _add_common_flags(sub)
     return p
+
+
+def _version_text() -> str:
+    from . import __version__
+
+    return f"cnnx {__version__}"
+
+
+def _add_common_flags(sub) -> None:
+    """--json, --no-progress, --quiet and --version on every subcommand (added where a subcommand has not
+    declared its own), so the rule in this module's docstring holds for all of them, new ones included."""
+    from ._cliutil import COMMON_FLAGS
+
+    for parser in sub.choices.values():
+        have = parser._option_string_actions
+        for flag, help_text in COMMON_FLAGS.items():
+            if flag not in have:
+                parser.add_argument(flag, action="store_true", help=help_text)
+        if "--version" not in have:
+            parser.add_argument("--version", action="version", version=_version_text(),
+                                help="print the version and exit")
 
 
 class _Out:
     """Human output: stdout normally, stderr under --json (stdout then carries only the JSON object)."""
 
-    def __init__(self, as_json: bool):
+    def __init__(self, as_json: bool, quiet: bool = False):
         self.as_json = as_json
+        self.quiet = quiet
         self.human = sys.stderr if as_json else sys.stdout
 
     def say(self, msg: str = "") -> None:
-        print(msg, file=self.human, flush=True)
+        if not self.quiet:
+            print(msg, file=self.human, flush=True)
 
     def error(self, cmd: str, e: BaseException | str) -> int:
         return cli_error(cmd, e, self.as_json)
@@ -216,7 +277,7 @@ def cmd_train(args) -> int:
     from ._atomic import remove_stale_temps
     from .train import TrainConfig, TrainingInterrupted, fit
 
-    out = _Out(args.json)
+    out = _Out(args.json, args.quiet)
     lr = args.lr if args.lr is not None else (0.001 if args.optimizer == "adam" else TrainConfig.lr)
     run_dir = Path(args.out or f"runs/{args.model or TrainConfig.model}")
     model_name = args.model or TrainConfig.model
@@ -266,7 +327,7 @@ def cmd_train(args) -> int:
         with output_dir(run_dir, "--out", files=TRAIN_FILES):
             if args.resume:
                 remove_stale_temps(run_dir, all_=True)  # locked: no temporary file there is a live write
-            summary = fit(cfg, run_dir, resume=args.resume, progress=not args.no_progress, log=out.say)
+            summary = fit(cfg, run_dir, resume=args.resume, progress=progress_on(args), log=out.say)
     except TrainingInterrupted as e:
         print(
             f"cnnx train: interrupted; resumable checkpoint saved to {e.checkpoint} "
@@ -299,7 +360,7 @@ def cmd_train(args) -> int:
 
     out.say(
         f"test accuracy {100 * summary['test_accuracy']:.2f} % (error {100 * summary['test_error']:.2f} %) "
-        f"after {summary['epochs']} epochs; {summary['wall_seconds']:.1f} s wall, "
+        f"after {plural(summary['epochs'], 'epoch')}; {summary['wall_seconds']:.1f} s wall, "
         f"{summary['images_per_second'] or 0:.0f} train images/s"
     )
     out.say(f"wrote {summary['checkpoint']}, metrics.json, {', '.join(summary['plots'])} in {run_dir}")
@@ -330,7 +391,7 @@ def cmd_eval(args) -> int:
     from ._threads import set_num_threads
     from .train import evaluate
 
-    out = _Out(args.json)
+    out = _Out(args.json, args.quiet)
     try:
         model, info = checkpoint.load(args.path)
     except checkpoint.CheckpointError as e:
@@ -390,7 +451,7 @@ def cmd_profile(args) -> int:
 def cmd_import(args) -> int:
     from .io.cli import cli_import
 
-    return cli_import(args, _Out(args.json))
+    return cli_import(args, _Out(args.json, args.quiet))
 
 
 def cmd_export(args) -> int:
@@ -417,14 +478,17 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as e:  # a usage error: one line, exit 2
         cmd = argv[0] if argv and argv[0] in COMMANDS else ""
         return cli_error(cmd, e, "--json" in argv)
-    except SystemExit as e:  # --help
+    except SystemExit as e:  # --help, --version
         return int(e.code or 0)
     # SIGTERM stops a command like Ctrl-C does (workers stopped, locks released), with one line
-    with sigterm_as_interrupt():
-        try:
-            return int(COMMANDS[args.command](args) or 0)
-        except KeyboardInterrupt as e:
-            return cli_error(args.command, e, getattr(args, "json", False))
+    try:
+        with sigterm_as_interrupt(), quiet_stdout(args):
+            try:
+                return int(COMMANDS[args.command](args) or 0)
+            except KeyboardInterrupt as e:
+                return cli_error(args.command, e, getattr(args, "json", False))
+    except BrokenPipeError:  # `cnnx eval RUN | head`: the reader left; end quietly, as a killed pipe would
+        return broken_pipe_exit()
 
 
 if __name__ == "__main__":

@@ -109,15 +109,20 @@ class RtlRunner:
     """Runs a QuantizedModel's layers on the simulated cores, one layer at a time over a batch."""
 
     def __init__(self, qmodel: ptq.QuantizedModel, rows: int = 8, cols: int = 8, driver: str = "fast",
-                 corrupt_rtl_layer: int | None = None, buffers: dict | None = None):
+                 corrupt_rtl_layer: int | None = None, buffers: dict | None = None, trace=None,
+                 trace_clock_mhz: float | None = None):
         from .compile import tiling
 
         sim = import_sim()
         self.qmodel = qmodel
         conv_params = {k.lower(): v for k, v in (buffers or {}).items()}
         pool_params = {k.lower(): v for k, v in tiling.pool_params(buffers).items()} if buffers else {}
-        self.conv = sim.ConvCore(rows=rows, cols=cols, driver=driver, **conv_params)
-        self.pool = sim.PoolCore(driver=driver, **pool_params)
+        self.traces = trace_paths(trace) if trace else []
+        conv_trace, pool_trace = self.traces or (None, None)
+        self.conv = sim.ConvCore(rows=rows, cols=cols, driver=driver, trace=conv_trace,
+                                 trace_clock_mhz=trace_clock_mhz, **conv_params)
+        self.pool = sim.PoolCore(driver=driver, trace=pool_trace, trace_clock_mhz=trace_clock_mhz,
+                                 **pool_params)
         self.weights = [layer.w for layer in qmodel.layers]
         if corrupt_rtl_layer is not None:
             if not 0 <= corrupt_rtl_layer < len(qmodel.layers) or qmodel.layers[corrupt_rtl_layer].w is None:
@@ -145,6 +150,24 @@ class RtlRunner:
         if layer.kind == "flatten":
             return np.ascontiguousarray(x.reshape(n, -1)), np.zeros(n, np.int64)
         raise ValueError(f"the RTL cannot run layer kind {layer.kind!r}")
+
+
+def trace_paths(path) -> list[str]:
+    """The VCD files of `--trace PATH`: PATH itself for the conv core, PATH's stem + '.pool.vcd' beside it for
+    the pool core (two Verilated models, two files)."""
+    from pathlib import Path
+
+    p = Path(path)
+    return [str(p), str(p.with_name(p.stem + ".pool.vcd"))]
+
+
+def sim_build_seconds() -> float:
+    """Seconds this process has spent compiling Verilator models (cnnx.sim.builder.BUILD_SECONDS)."""
+    try:
+        import cnnx.sim.builder as builder
+    except ImportError:
+        return 0.0
+    return builder.BUILD_SECONDS
 
 
 def _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch, progress, use_rtl=True,
@@ -242,7 +265,8 @@ class LayerReport:
     float_max_abs_diff: float | None  # float-cython vs float64 golden at this layer's float output
     int8_cy_vs_np_identical: int | None  # images bit-identical, over the golden subset
     rtl_identical: int | None  # images bit-identical int8-cython vs RTL, over all N
-    rtl_cycles_per_image: float | None  # measured on the simulator (mean over images)
+    rtl_cycles_per_image: int | None  # measured on the simulator (the most any image took: they all take
+    # the same, the cores' cycles do not depend on the data)
     model_cycles_per_image: int | None  # the analytical figure of cnnx.cycles
 
 
@@ -262,6 +286,20 @@ class CosimResult:
     rtl_time_s: float = 0.0
     rtl: bool = True
     nonfinite: list = field(default_factory=list)  # "float-cython logits: 3 of 12 images" ...
+    build_time_s: float = 0.0  # compiling Verilator models (first use of a configuration): not in images/s
+    traces: list = field(default_factory=list)  # VCD files written (--trace)
+    trace_clock_mhz: float | None = None  # the clock of the VCDs' time axis
+
+    @property
+    def accuracy_images(self) -> dict:
+        """path -> the number of images its accuracy is over (all N, or the golden subset)."""
+        return {k: (self.n_golden if k in GOLDEN_PATHS else self.n_images) for k in self.accuracy}
+
+    @property
+    def images_per_s(self) -> float | None:
+        """Throughput of the checking phase: builds of Verilator models are excluded (build_time_s)."""
+        t = self.wall_time_s - self.build_time_s
+        return self.n_images / t if t > 0 else None
 
     @property
     def int8_mismatch(self) -> bool:
@@ -280,20 +318,28 @@ class CosimResult:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["array"] = f"{self.array[0]}x{self.array[1]}"  # "RxC", as every cnnx JSON writes an array
+        d["accuracy_images"] = self.accuracy_images
         d["int8_mismatch"] = self.int8_mismatch
         d["failed"] = self.failed
-        d["images_per_s"] = self.n_images / self.wall_time_s if self.wall_time_s else None
+        d["images_per_s"] = self.images_per_s
         return d
 
     def table(self) -> str:
         def fmt(v, spec):  # a missing figure is a right-aligned "-" of the column's width
             return format(v, spec) if v is not None else "-".rjust(int(spec.split(".")[0].rstrip("dfe") or 1))
 
+        from ._cliutil import plural
+
         lines = [
-            f"cosim: {self.n_images} images, RTL {self.array[0]}x{self.array[1]} ({self.driver} driver, "
-            f"{self.workers} workers); NumPy golden paths on the first {self.n_golden} images only",
-            f"{'#':>2} {'layer':<14} {'out shape':<14} {'float|max diff|':>15} {'int8 cy=np':>11} "
-            f"{'int8 cy=rtl':>12} {'RTL cyc/img':>12} {'model cyc':>10}",
+            f"cosim: {plural(self.n_images, 'image')}, RTL {self.array[0]}x{self.array[1]} ({self.driver} "
+            f"driver, {plural(self.workers, 'worker')}); NumPy golden paths on the first "
+            f"{plural(self.n_golden, 'image')} only",
+            "columns: float max diff = max |float-cython - float-numpy| (golden images); int8 cython=numpy, "
+            "cython=rtl = images whose int8 output is bit-identical on both paths; RTL cycles (measured) and "
+            "model cycles (cnnx.cycles) per image",
+            f"{'#':>2} {'layer':<14} {'out shape':<14} {'float max diff':>15} {'int8 cython=numpy':>18} "
+            f"{'int8 cython=rtl':>16} {'RTL cycles':>11} {'model cycles':>12}",
         ]
         for r in self.layers:
             shape = "x".join(map(str, r.out_shape))
@@ -301,18 +347,27 @@ class CosimResult:
             cynp += "" if r.int8_cy_vs_np_identical is None else str(self.n_golden)
             cyrtl = "-" if r.rtl_identical is None else f"{r.rtl_identical}/{self.n_images}"
             lines.append(f"{r.index:>2} {r.name:<14} {shape:<14} {fmt(r.float_max_abs_diff, '15.2e')} "
-                         f"{cynp:>11} {cyrtl:>12} {fmt(r.rtl_cycles_per_image, '12.1f')} "
-                         f"{fmt(r.model_cycles_per_image, '10d')}")
+                         f"{cynp:>18} {cyrtl:>16} {fmt(r.rtl_cycles_per_image, '11d')} "
+                         f"{fmt(r.model_cycles_per_image, '12d')}")
         if self.float_logits_max_abs_diff is not None:
             lines.append(f"float logits: max |cython - golden| = {self.float_logits_max_abs_diff:.2e}")
-        lines.append("accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in self.accuracy.items()))
-        lines.append("argmax agreement: " + ", ".join(f"{k} {v:.4f}" for k, v in self.agreement.items()))
+        n_of = self.accuracy_images
+        lines.append("accuracy: " + ", ".join(f"{k} {v:.4f} ({plural(n_of[k], 'image')})"
+                                              for k, v in self.accuracy.items()))
+        lines.append("argmax agreement: " + ", ".join(
+            f"{k} {v:.4f} ({plural(min(n_of[p] for p in k.split(' vs ')), 'image')})"
+            for k, v in self.agreement.items()))
         for img, layer, nd in self.mismatches:
             lines.append(f"MISMATCH: image {img}, layer {layer}: {nd} int8 values differ CPU vs RTL")
         total = sum(r.rtl_cycles_per_image or 0 for r in self.layers)
-        lines.append(f"RTL cycles per image (all layers): {total:.0f}; wall time {self.wall_time_s:.1f} s "
-                     f"({self.n_images / max(self.wall_time_s, 1e-9):.1f} images/s), RTL part "
-                     f"{self.rtl_time_s:.1f} s")
+        ips = self.images_per_s
+        built = f", of which {self.build_time_s:.1f} s building Verilator models" if self.build_time_s else ""
+        lines.append(f"RTL cycles per image (all layers): {total}; wall time {self.wall_time_s:.1f} s"
+                     f"{built}; {'-' if ips is None else format(ips, '.1f')} images/s (builds excluded), "
+                     f"RTL part {self.rtl_time_s:.1f} s")
+        for path in self.traces:
+            lines.append(f"waveforms: {path} (1 ps units, clock {self.trace_clock_mhz:g} MHz; open with "
+                         f"gtkwave {path})")
         for what in self.nonfinite:
             lines.append(f"NON-FINITE: {what}")
         if self.nonfinite:
@@ -323,6 +378,9 @@ class CosimResult:
             verdict = "INT8 MISMATCH" if self.int8_mismatch else "all int8 tensors bit-identical"
         lines.append("RESULT: " + verdict)
         return "\n".join(lines)
+
+
+GOLDEN_PATHS = ("float-numpy", "int8-numpy")  # the paths that run on the golden subset only
 
 
 def layers_for_groups(qmodel: ptq.QuantizedModel) -> list[list[int]]:
@@ -378,13 +436,15 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
               calib_images=None, array: tuple[int, int] = (8, 8), workers: int | None = None,
               driver: str = "fast", golden_images: int | None = None, batch: int = 250,
               corrupt_rtl_layer: int | None = None, rtl: bool = True, progress: bool = True,
-              preprocess=None, worker_timeout: float | None = None, buffers=None) -> CosimResult:
+              preprocess=None, worker_timeout: float | None = None, buffers=None, trace=None,
+              trace_clock_mhz: float | None = None) -> CosimResult:
     """Run `images` (uint8 (N, H, W) or (N, C, H, W)) through every path and compare; see the module
     docstring. The pixels become floats by the quantised model's stored preprocessing (`preprocess`, a
     `cnnx.io.preprocess.Preprocess`, when the model is quantised here; MNIST's when none is given). Usage
     errors raise ValueError/TypeError before any worker starts; a worker that fails, dies or stalls for
     `worker_timeout` s raises CheckFailed. `buffers` (cnnx.compile.tiling.parse_buffers' text or dict) sets
-    the cores' buffer sizes; layers larger than them are tiled."""
+    the cores' buffer sizes; layers larger than them are tiled. `trace` (a path) dumps the RTL's waveforms
+    (`trace_paths`: one VCD per core, one clock period = 1e6 / `trace_clock_mhz` ps) and runs one worker."""
     from tqdm import tqdm
 
     t0 = time.perf_counter()
@@ -400,7 +460,7 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
     if driver not in ("fast", "python"):
         raise ValueError(f"driver must be 'fast' or 'python', got {driver!r}")
     n_golden = min(n, 200) if golden_images is None else max(0, min(int(golden_images), n))
-    workers = max(1, min(int(workers or usable_cpus()), n, usable_cpus()))
+    workers = 1 if trace else max(1, min(int(workers or usable_cpus()), n, usable_cpus()))
     if isinstance(batch, bool) or not isinstance(batch, int | np.integer) or batch < 1:
         raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
     timeout = default_worker_timeout(batch) if worker_timeout is None else float(worker_timeout)
@@ -420,7 +480,10 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
         check_fits_rtl(qmodel, rows, cols, buffers)
     # The parent builds (or checks the cached build of) both cores and loads them once, so a usage error or
     # a broken toolchain is reported here and no worker ever compiles or reads an unchecked build.
-    runner = RtlRunner(qmodel, rows, cols, driver, corrupt_rtl_layer, buffers) if rtl else None
+    built0 = sim_build_seconds()
+    runner = (RtlRunner(qmodel, rows, cols, driver, corrupt_rtl_layer, buffers, trace=trace,
+                        trace_clock_mhz=trace_clock_mhz) if rtl else None)
+    build_time = sim_build_seconds() - built0
 
     # 1. the int8-cython and RTL paths over all N: in spawned workers (or inline for one worker)
     chunks = _split(n, workers)
@@ -478,6 +541,8 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
             results = dict(enumerate(out))
     finally:
         bar.close()
+        if runner is not None and workers == 1:
+            runner.close()  # finishes the VCD files of --trace
     rtl_time = time.perf_counter() - t_rtl
     if thread is not None:
         thread.join()
@@ -512,10 +577,10 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
             same = (np_trace[i + 1] == cy_trace_g[i + 1]).reshape(n_golden, -1).all(axis=1)
             cynp = int(same.sum())
         reports.append(LayerReport(
-            index=i, kind=layer.kind, name=layer.name.replace("+ReLU", "+relu"), out_shape=shapes[i + 1],
+            index=i, kind=layer.kind, name=layer.name, out_shape=shapes[i + 1],
             float_max_abs_diff=fdiff, int8_cy_vs_np_identical=cynp,
             rtl_identical=int(identical[:, i].sum()) if rtl else None,
-            rtl_cycles_per_image=float(cyc[:, i].mean()) if rtl and layer.kind != "flatten" else None,
+            rtl_cycles_per_image=int(cyc[:, i].max()) if rtl and layer.kind != "flatten" else None,
             model_cycles_per_image=cycles.layer_cycles(layer, shapes[i], rows, cols, buffers),
         ))
     preds = {"float-cython": np.argmax(float_cy_logits, axis=1), "int8-cython": np.argmax(cy_logits, axis=1)}
@@ -551,6 +616,8 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
         n_images=n, n_golden=n_golden, array=(rows, cols), driver=driver, workers=workers, layers=reports,
         accuracy=accuracy, agreement=agreement, float_logits_max_abs_diff=flog, mismatches=mismatches[:10],
         wall_time_s=time.perf_counter() - t0, rtl_time_s=rtl_time, rtl=rtl, nonfinite=nonfinite,
+        build_time_s=build_time, traces=list(runner.traces) if runner is not None else [],
+        trace_clock_mhz=(trace_clock_mhz or import_sim().drivers.TRACE_CLOCK_MHZ) if trace and rtl else None,
     )
 
 
@@ -616,17 +683,43 @@ def cosim_run_dir(run_dir, n_images: int = 1000, data=None, **kwargs) -> CosimRe
     return run_cosim(model, images[:n_images], labels[:n_images], qmodel=qmodel, **kwargs)
 
 
+def trace_clock(array, given: float | None = None) -> tuple[float, str]:
+    """(MHz, where it comes from) of a VCD's clock: `given`, else the Fmax `cnnx synth` reported for this
+    array (the slower core), else the drivers' default (100 MHz), labelled as assumed."""
+    if given is not None:
+        return float(given), "given"
+    try:
+        from .profile import resolve_clock
+
+        fmax = resolve_clock(tuple(array))["clock_mhz"]
+    except Exception:  # no FPGA tools, or a result that did not place: no Fmax to take
+        fmax = None
+    if fmax:
+        return float(fmax), "the Fmax `cnnx synth` reports for this array"
+    mhz = import_sim().drivers.TRACE_CLOCK_MHZ
+    return mhz, f"assumed: no synthesis result for {array[0]}x{array[1]}; give --trace-clock-mhz"
+
+
 def cli_cosim(args) -> int:
     """`cnnx cosim RUN_DIR --images N --array 8x8 --workers K --driver fast|python --json`: 0 when every int8
     tensor matched and the float paths are finite, 1 when not (or a worker failed), 2 on bad input. Every
     usage check runs here, in the parent, before any worker starts."""
+    from ._cliutil import print_clear, progress_on
+
     as_json = getattr(args, "json", False)
+    trace = getattr(args, "trace", None)
     try:
         array = parse_array(args.array)
         cpus = usable_cpus()
-        if args.workers is not None and args.workers > cpus:
-            print(f"cnnx cosim: --workers {args.workers} is more than the {cpus} CPUs this process may use; "
-                  f"using {cpus}", file=sys.stderr)
+        if args.workers is not None and args.workers > cpus and not trace:
+            print_clear(f"cnnx cosim: --workers {args.workers} is more than the {cpus} CPUs this process may "
+                        f"use; using {cpus}")
+        tclock = None
+        if trace:
+            tclock, basis = trace_clock(array, getattr(args, "trace_clock_mhz", None))
+            if not getattr(args, "quiet", False):
+                print_clear(f"cnnx cosim: tracing to {', '.join(trace_paths(trace))} (one worker), VCD clock "
+                            f"{tclock:g} MHz ({basis})")
         res = cosim_run_dir(
             args.run_dir,
             n_images=args.images,
@@ -635,10 +728,12 @@ def cli_cosim(args) -> int:
             driver=args.driver,
             golden_images=args.golden_images,
             corrupt_rtl_layer=args.corrupt_rtl_layer,
-            progress=not as_json,
+            progress=progress_on(args),
             worker_timeout=getattr(args, "worker_timeout", None),
             data=getattr(args, "data", None),
             buffers=getattr(args, "buffers", None),
+            trace=trace,
+            trace_clock_mhz=tclock,
         )
     except Exception as e:
         return cli_error("cosim", e, as_json)

@@ -577,22 +577,29 @@ class Sequential(Module):
         return shapes[-1] if shapes else tuple(input_shape)
 
     def summary(self, input_shape) -> str:
-        """A table: index, layer, output shape, parameter count, and the total."""
+        """A table: index, layer, output shape, parameter count, multiply-accumulates per image, and totals.
+
+        MACs of a layer with a weight (conv, linear): output elements x the weights each one uses
+        (C*KH*KW for a conv, IN for a linear layer) -- the count `cnnx.cycles` uses; other layers: 0."""
         shapes = self.output_shapes(input_shape)
-        rows = [("#", "layer", "output shape", "params")]
-        total = 0
+        rows = [("#", "layer", "output shape", "params", "MACs")]
+        total = total_macs = 0
         for i, (layer, shape) in enumerate(zip(self.layers, shapes, strict=True)):
             n = sum(p.data.size for p in layer.parameters())
+            w = getattr(layer, "weight", None)
+            macs = int(np.prod(shape)) * (w.data.size // w.data.shape[0]) if w is not None else 0
             total += n
-            rows.append((str(i), repr(layer), str(tuple(shape)), f"{n:,}"))
-        widths = [max(len(r[c]) for r in rows) for c in range(4)]
-        line = "-" * (sum(widths) + 6)
+            total_macs += macs
+            rows.append((str(i), repr(layer), str(tuple(shape)), f"{n:,}", f"{macs:,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(5)]
+        line = "-" * (sum(widths) + 8)
 
         def fmt(r):
-            return f"{r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>{widths[3]}}"
+            return (f"{r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]:>{widths[3]}}  "
+                    f"{r[4]:>{widths[4]}}")
 
         out = [f"input shape {tuple(input_shape)}", line, fmt(rows[0]), line, *map(fmt, rows[1:]), line,
-               f"total parameters: {total:,}"]
+               f"total parameters: {total:,}; multiply-accumulates per image: {total_macs:,}"]
         return "\n".join(out)
 
     def state_dict(self) -> dict[str, np.ndarray]:

@@ -2,14 +2,17 @@
 
 Per int8 layer of a quantised network (conv/linear with fused ReLU, pools; flatten is free):
   * CPU time per image: the float Cython layers it stands for and the int8 Cython layer, each at 1 and 2
-    threads (`cnnx.set_num_threads`), and the int8 NumPy golden layer; best of `repeats` runs of one batch;
+    threads (`cnnx.set_num_threads`), and the int8 NumPy golden layer: the median of `repeats` timed runs of
+    one batch (after one warm-up run), with their spread (`<key>_spread`: (max - min) / median);
   * RTL cycles per image measured on the simulator (a few images) next to `cnnx.cycles`' analytical figure;
     they must agree and `agree` says whether they did;
-  * the time those cycles mean at `clock_mhz`, the speedup int8-CPU-time / RTL-time (best CPU thread count),
-    and the MAC utilisation macs / (cycles * rows * cols);
-  * a sweep over array sizes (4x4 .. 32x32) with the cycle model only.
-Charts (matplotlib, Agg backend): `layers.png` (CPU vs RTL time per layer) and `sweep.png` (cycles and
-utilisation against array size) in `out_dir`, plus `profile.json`.
+  * the time those cycles mean at `clock_mhz`, `rtl_speedup_over_cpu` = int8 CPU time / RTL time (the
+    faster CPU thread count; > 1: the RTL is faster), and the MAC utilisation macs / (cycles * rows * cols);
+  * a sweep over array sizes (4x4 .. 32x32 and the array asked for) with the cycle model only, every layer
+    the RTL runs (pools included). At the asked array the sweep's total equals the table's (integer cycles,
+    one division by the clock).
+Charts (matplotlib, Agg backend): `layers.png` (CPU vs RTL time per layer) and `sweep.png` (cycles per layer,
+stacked, and utilisation against array size) in `out_dir`, plus `profile.json`.
 Timings are wall-clock on a shared machine: noisy, so read them as ratios measured in the same run.
 """
 
@@ -24,7 +27,7 @@ import numpy as np
 
 from . import _threads, cycles, ptq
 from ._atomic import atomic_write
-from ._cliutil import cli_error, dumps, output_dir
+from ._cliutil import cli_error, dumps, output_dir, progress_on
 from ._threads import set_num_threads
 from .harness import (
     RtlRunner,
@@ -38,14 +41,21 @@ PROFILE_FILES = ("profile.json", "layers.png", "sweep.png")
 SWEEP = ((4, 4), (8, 8), (16, 16), (32, 32))
 
 
-def _best_time(fn, repeats: int) -> float:
-    fn()  # warm-up: first-touch allocations, thread pool start
-    best = float("inf")
+def _timings(fn, repeats: int) -> list[float]:
+    """Seconds of `repeats` runs of fn() after one warm-up run (first-touch allocations, thread start)."""
+    fn()
+    out = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def _median_spread(times: list[float]) -> tuple[float, float]:
+    """(median, (max - min) / median) of a list of timings."""
+    med = float(np.median(times))
+    return med, (max(times) - min(times)) / med if med > 0 else 0.0
 
 
 def _model_cycles(layer, in_shape, rows, cols, buffers=None):
@@ -58,11 +68,12 @@ def _model_cycles(layer, in_shape, rows, cols, buffers=None):
 
 
 def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, array=(8, 8), clock_mhz=200.0,
-                  rtl_images: int = 4, repeats: int = 3, driver: str = "fast", rtl: bool = True,
-                  buffers=None) -> dict:
+                  rtl_images: int = 4, repeats: int = 5, driver: str = "fast", rtl: bool = True,
+                  buffers=None, trace=None) -> dict:
     """Profile `model` (float) and its quantised form on `images` (uint8 MNIST); returns a JSON-able dict.
     `buffers` (cnnx.compile.tiling.parse_buffers' text or dict) sets the cores' buffer sizes (layers are
-    tiled to them)."""
+    tiled to them). `trace` (a path) dumps the waveforms of the RTL measurement (then on one image) to VCD
+    files (cnnx.harness.trace_paths), one clock period = 1e6 / clock_mhz ps (100 MHz without a clock)."""
     rows, cols = array
     if buffers is not None:
         from .compile import tiling
@@ -76,6 +87,8 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
     n = len(images)
     if n == 0:
         raise ValueError("need at least one image to profile")
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
 
     if hasattr(model, "eval"):
         model.eval()
@@ -103,17 +116,17 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
                    "in_shape": list(q_inputs[i].shape[1:]), "out_shape": list(q_inputs[i + 1].shape[1:])}
             for threads in (1, 2):
                 set_num_threads(threads)
-                t_f = 0.0
-                for j in groups[i]:
-                    t_f += _best_time(lambda j=j: float_layers[j].forward(f_inputs[j]), repeats)
-                row[f"float_cython_{threads}t_us"] = 1e6 * t_f / n
-                t_q = _best_time(
+                t_f = np.zeros(repeats)
+                for j in groups[i]:  # the float layers of one int8 layer, timed run by run and summed
+                    t_f += _timings(lambda j=j: float_layers[j].forward(f_inputs[j]), repeats)
+                _store(row, f"float_cython_{threads}t_us", list(t_f), n)
+                t_q = _timings(
                     lambda lay=layer, x=q_inputs[i]: ptq.run_layer(lay, x, "cython", want_acc=False), repeats
                 )
-                row[f"int8_cython_{threads}t_us"] = 1e6 * t_q / n
+                _store(row, f"int8_cython_{threads}t_us", t_q, n)
             g = q_inputs[i][: min(n, 4)]
-            t_np = _best_time(lambda lay=layer, g=g: ptq.run_layer(lay, g, "numpy"), 1)
-            row["int8_numpy_us"] = 1e6 * t_np / len(g)
+            t_np = _timings(lambda lay=layer, g=g: ptq.run_layer(lay, g, "numpy"), 1)
+            _store(row, "int8_numpy_us", t_np, len(g))
             row["macs"] = layer_macs(layer, tuple(q_inputs[i].shape[1:]), tuple(q_inputs[i + 1].shape[1:]))
             row["model_cycles"] = _model_cycles(layer, tuple(q_inputs[i].shape[1:]), rows, cols,
                                                 buffers)
@@ -124,56 +137,79 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
     # measured cycles on the simulator (a few images), chained on the CPU's int8 inputs
     if rtl:
         check_fits_rtl(qmodel, rows, cols, buffers)  # a layer the tiler cannot split: refused by name, first
-        runner = RtlRunner(qmodel, rows, cols, driver, buffers=buffers)
-        k = max(1, min(rtl_images, n))
-        for i, row in enumerate(rows_out):
-            if row["kind"] == "flatten":
-                row["rtl_cycles"] = None
-                continue
-            y, cyc = runner.run_layer(i, q_inputs[i][:k])
-            row["rtl_cycles"] = float(np.mean(cyc))
-            row["rtl_bit_identical"] = bool(np.array_equal(y, q_inputs[i + 1][:k]))
+        runner = RtlRunner(qmodel, rows, cols, driver, buffers=buffers, trace=trace,
+                           trace_clock_mhz=clock_mhz)
+        k = 1 if trace else max(1, min(rtl_images, n))
+        try:
+            for i, row in enumerate(rows_out):
+                if row["kind"] == "flatten":
+                    row["rtl_cycles"] = None
+                    continue
+                y, cyc = runner.run_layer(i, q_inputs[i][:k])
+                row["rtl_cycles"] = int(np.max(cyc))  # every image takes the same: data-independent cycles
+                row["rtl_bit_identical"] = bool(np.array_equal(y, q_inputs[i + 1][:k]))
+        finally:
+            runner.close()  # finishes the VCD files
     for row in rows_out:
         cyc = row.get("rtl_cycles") if rtl else None
         cyc = cyc if cyc is not None else row["model_cycles"]
         row["agree"] = (None if not rtl or row.get("rtl_cycles") is None or row["model_cycles"] is None
                         else row["rtl_cycles"] == row["model_cycles"])
         if cyc:
-            row["rtl_us"] = row["speedup_cpu_over_rtl"] = None  # no clock: cycles only
+            row["rtl_us"] = row["rtl_speedup_over_cpu"] = None  # no clock: cycles only
             if clock_mhz is not None:
                 row["rtl_us"] = cyc / clock_mhz
-                best_cpu = min(row["int8_cython_1t_us"], row["int8_cython_2t_us"])
-                row["speedup_cpu_over_rtl"] = best_cpu / row["rtl_us"]
+                row["rtl_speedup_over_cpu"] = _speedup(row, row["rtl_us"])
             row["mac_utilisation"] = cycles.utilisation(row["macs"], cyc, rows, cols)
         else:
-            row["rtl_us"] = row["speedup_cpu_over_rtl"] = row["mac_utilisation"] = None
+            row["rtl_us"] = row["rtl_speedup_over_cpu"] = row["mac_utilisation"] = None
 
     sweep = []
-    for r, c in SWEEP:
+    for r, c in sorted(set(SWEEP) | {(rows, cols)}):
         per = []
         for i, layer in enumerate(qmodel.layers):
             if layer.kind == "flatten":
                 continue
             cyc = _model_cycles(layer, tuple(q_inputs[i].shape[1:]), r, c, buffers)
-            per.append({"index": i, "name": layer.name, "cycles": cyc,
+            per.append({"index": i, "name": layer.name, "kind": layer.kind, "cycles": cyc,
                         "mac_utilisation": cycles.utilisation(rows_out[i]["macs"], cyc, r, c)})
         total = sum(p["cycles"] or 0 for p in per)
         macs = sum(row["macs"] for row in rows_out)
         time_us = None if clock_mhz is None else total / clock_mhz
-        sweep.append({"array": f"{r}x{c}", "total_cycles": total, "time_us": time_us,
-                      "mac_utilisation": cycles.utilisation(macs, total, r, c), "layers": per})
+        sweep.append({"array": f"{r}x{c}", "asked": (r, c) == (rows, cols), "total_cycles": total,
+                      "time_us": time_us, "mac_utilisation": cycles.utilisation(macs, total, r, c),
+                      "layers": per})
     return {"array": f"{rows}x{cols}", "clock_mhz": clock_mhz, "images": n, "repeats": repeats,
-            "rtl_images": min(rtl_images, n) if rtl else 0, "layers": rows_out, "sweep": sweep,
-            "totals": _totals(rows_out, clock_mhz is not None)}
+            "rtl_images": (1 if trace else min(rtl_images, n)) if rtl else 0, "layers": rows_out,
+            "sweep": sweep, "totals": _totals(rows_out, clock_mhz),
+            "traces": list(runner.traces) if rtl else []}
 
 
-def _totals(rows_out, timed: bool = True) -> dict:
+def _store(row: dict, key: str, seconds: list[float], n: int) -> None:
+    """row[key] = the median time per image in us, row[key + '_spread'] = (max - min) / median."""
+    med, spread = _median_spread([float(t) for t in seconds])
+    row[key] = 1e6 * med / n
+    row[key + "_spread"] = spread
+
+
+def _speedup(row: dict, rtl_us: float | None) -> float | None:
+    """rtl_speedup_over_cpu: the int8 Cython time (the faster of 1 and 2 threads) / the RTL time."""
+    best_cpu = min(row["int8_cython_1t_us"], row["int8_cython_2t_us"])
+    return best_cpu / rtl_us if rtl_us else None
+
+
+def _totals(rows_out, clock_mhz: float | None = None) -> dict:
+    """Sums over the layers. The RTL total is integer cycles divided by the clock ONCE, so it is the same
+    figure as the sweep's at the asked array."""
     keys = ["float_cython_1t_us", "float_cython_2t_us", "int8_cython_1t_us", "int8_cython_2t_us",
-            "int8_numpy_us", "rtl_us", "macs"]
+            "int8_numpy_us", "macs"]
     t = {k: float(sum((r.get(k) or 0) for r in rows_out)) for k in keys}
-    if not timed:
-        t["rtl_us"] = None
-    t["rtl_cycles"] = float(sum((r.get("rtl_cycles") or r.get("model_cycles") or 0) for r in rows_out))
+    t["macs"] = int(t["macs"])
+    rtl_cycles = [r.get("rtl_cycles") if r.get("rtl_cycles") is not None else r.get("model_cycles")
+                  for r in rows_out]
+    t["rtl_cycles"] = int(sum(c or 0 for c in rtl_cycles))
+    t["rtl_us"] = None if clock_mhz is None else t["rtl_cycles"] / clock_mhz
+    t["rtl_speedup_over_cpu"] = _speedup(t, t["rtl_us"])
     return t
 
 
@@ -181,32 +217,40 @@ def format_table(prof: dict) -> str:
     def f(v, spec):  # a missing figure is a right-aligned "-" of the column's width
         return format(v, spec) if v is not None else "-".rjust(int(spec.split(".")[0].rstrip("dfe") or 1))
 
+    def t(r, key):  # "median±spread%" of a CPU timing, 13 wide
+        if r.get(key) is None:
+            return "-".rjust(13)
+        spread = r.get(key + "_spread")
+        return (f"{r[key]:.1f}" + ("" if spread is None else f"±{100 * spread:.0f}%")).rjust(13)
+
     clock = "no clock (cycles only)" if prof["clock_mhz"] is None else f"{prof['clock_mhz']:.1f} MHz"
     lines = [
-        f"profile: array {prof['array']} at {clock}; CPU times are best of {prof['repeats']} "
-        f"on {prof['images']} images (per image, microseconds); RTL cycles measured on {prof['rtl_images']} "
-        "images; CPU/RTL = best int8 Cython time / RTL time at the clock (> 1: the core is faster)",
-        f"{'#':>2} {'layer':<13} {'fl 1T':>8} {'fl 2T':>8} {'i8 1T':>8} {'i8 2T':>8} {'numpy':>9} "
-        f"{'RTL cyc':>8} {'model':>8} {'RTL us':>8} {'CPU/RTL':>8} {'util':>6}",
+        f"profile: array {prof['array']} at {clock}; CPU times in us per image, median of "
+        f"{prof['repeats']} runs on {prof['images']} images ±(max-min)/median; RTL cycles measured on "
+        f"{prof['rtl_images']} images; rtl_speedup_over_cpu = int8 Cython time (faster of 1T/2T) / RTL "
+        "time (> 1: the RTL is faster)",
+        f"{'#':>2} {'layer':<13} {'float 1T':>13} {'float 2T':>13} {'int8 1T':>13} {'int8 2T':>13} "
+        f"{'int8 numpy':>10} {'RTL cycles':>10} {'model':>8} {'RTL us':>8} {'speedup':>8} {'util':>6}",
     ]
     for r in prof["layers"]:
         agree = "" if r.get("agree") in (None, True) else " DISAGREE"
         lines.append(
-            f"{r['index']:>2} {r['name'][:13]:<13} {f(r['float_cython_1t_us'], '8.1f')} "
-            f"{f(r['float_cython_2t_us'], '8.1f')} {f(r['int8_cython_1t_us'], '8.1f')} "
-            f"{f(r['int8_cython_2t_us'], '8.1f')} {f(r['int8_numpy_us'], '9.1f')} "
-            f"{f(r.get('rtl_cycles'), '8.0f')} {f(r['model_cycles'], '8d')} {f(r['rtl_us'], '8.2f')} "
-            f"{f(r['speedup_cpu_over_rtl'], '8.2f')} {f(r['mac_utilisation'], '6.2f')}{agree}")
-    t = prof["totals"]
-    speedup = t["rtl_us"] and min(t["int8_cython_1t_us"], t["int8_cython_2t_us"]) / t["rtl_us"]
-    lines.append(f"   {'total':<13} {t['float_cython_1t_us']:8.1f} {t['float_cython_2t_us']:8.1f} "
-                 f"{t['int8_cython_1t_us']:8.1f} {t['int8_cython_2t_us']:8.1f} {t['int8_numpy_us']:9.1f} "
-                 f"{t['rtl_cycles']:8.0f} {'':>8} {f(t['rtl_us'], '8.2f')} {f(speedup, '8.2f')}")
-    lines.append("array sweep (cycle model): " + "; ".join(
-        f"{s['array']}: {s['total_cycles']} cycles"
+            f"{r['index']:>2} {r['name'][:13]:<13} {t(r, 'float_cython_1t_us')} {t(r, 'float_cython_2t_us')} "
+            f"{t(r, 'int8_cython_1t_us')} {t(r, 'int8_cython_2t_us')} {f(r['int8_numpy_us'], '10.1f')} "
+            f"{f(r.get('rtl_cycles'), '10d')} {f(r['model_cycles'], '8d')} {f(r['rtl_us'], '8.2f')} "
+            f"{f(r['rtl_speedup_over_cpu'], '8.2f')} {f(r['mac_utilisation'], '6.2f')}{agree}")
+    tot = prof["totals"]
+    lines.append(f"   {'total':<13} {tot['float_cython_1t_us']:13.1f} {tot['float_cython_2t_us']:13.1f} "
+                 f"{tot['int8_cython_1t_us']:13.1f} {tot['int8_cython_2t_us']:13.1f} "
+                 f"{tot['int8_numpy_us']:10.1f} {tot['rtl_cycles']:10d} {'':>8} {f(tot['rtl_us'], '8.2f')} "
+                 f"{f(tot['rtl_speedup_over_cpu'], '8.2f')}")
+    lines.append("array sweep (cycle model, every layer the RTL runs): " + "; ".join(
+        f"{s['array']}{'*' if s.get('asked') else ''}: {s['total_cycles']} cycles"
         f"{'' if s['time_us'] is None else format(s['time_us'], '.2f').join((' = ', ' us'))}, "
         f"util {f(s['mac_utilisation'], '.2f')}"
-        for s in prof["sweep"]))
+        for s in prof["sweep"]) + " (* the array above)")
+    for path in prof.get("traces") or []:
+        lines.append(f"waveforms: {path} (open with: gtkwave {path})")
     return "\n".join(lines)
 
 
@@ -240,12 +284,18 @@ def write_charts(prof: dict, out_dir) -> list[str]:
     fig.savefig(p1, dpi=100)
     plt.close(fig)
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    arrays = [s["array"] for s in prof["sweep"]]
-    a1.bar(arrays, [s["total_cycles"] for s in prof["sweep"]])
-    a1.set_yscale("log")
-    a1.set_ylabel("cycles per image (model)")
-    a1.set_title("Cycles vs array size")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    arrays = [s["array"] + (" (asked)" if s.get("asked") else "") for s in prof["sweep"]]
+    bottom = np.zeros(len(arrays))
+    for li in range(len(prof["sweep"][0]["layers"])):  # stacked: every layer the RTL runs, pools included
+        cyc = np.array([s["layers"][li]["cycles"] or 0 for s in prof["sweep"]], float)
+        first = prof["sweep"][0]["layers"][li]
+        a1.bar(arrays, cyc, bottom=bottom, label=f"{first['index']} {first['name']}")
+        bottom += cyc
+    a1.set_ylabel("cycles per image (cycle model)")
+    a1.set_title("Cycles per layer vs array size")
+    a1.tick_params(axis="x", labelsize=8)
+    a1.legend(fontsize=7)
     for li in range(len(prof["sweep"][0]["layers"])):
         util = [s["layers"][li]["mac_utilisation"] or 0 for s in prof["sweep"]]
         if any(util):
@@ -253,7 +303,8 @@ def write_charts(prof: dict, out_dir) -> list[str]:
             a2.plot(arrays, util, marker="o", label=f"{first['index']} {first['name']}")
     a2.set_ylim(0, 1.05)
     a2.set_ylabel("MAC utilisation")
-    a2.set_title("Utilisation vs array size")
+    a2.set_title("Utilisation vs array size (conv/linear)")
+    a2.tick_params(axis="x", labelsize=8)
     a2.legend(fontsize=7)
     fig.tight_layout()
     p2 = out / "sweep.png"
@@ -380,10 +431,12 @@ def cli_profile(args) -> int:
         read(run_dir)  # a missing or corrupt checkpoint is refused before the output directory is made
         clock = resolve_clock(array, args.clock_mhz, force=args.force, device=args.device,
                               freq_mhz=args.synth_freq, seed=args.seed, run_synth=args.synth,
-                              progress=lambda m: print(f"   {m}", file=sys.stderr, flush=True))
+                              progress=(lambda m: print(f"   {m}", file=sys.stderr, flush=True))
+                              if progress_on(args) else None)
         with output_dir(out, "--out", files=PROFILE_FILES, what="profile directory"):
             prof = profile_run_dir(run_dir, n_images=args.images, array=array, clock_mhz=clock["clock_mhz"],
-                                   data=getattr(args, "data", None), buffers=getattr(args, "buffers", None))
+                                   data=getattr(args, "data", None), buffers=getattr(args, "buffers", None),
+                                   repeats=getattr(args, "repeats", 5), trace=getattr(args, "trace", None))
             prof.update(clock)
             prof["charts"] = write_charts(prof, out)
             text = dumps(prof, indent=1)

@@ -114,6 +114,21 @@ class QuantizedModel:
     # how uint8 images become the float input ({"mean", "std"} of cnnx.io.preprocess); None: MNIST's
     preprocess: dict | None = None
 
+    def __repr__(self) -> str:
+        """One line per layer (kind, name, weight shape, requantisation), not the arrays themselves."""
+        lines = [f"QuantizedModel(input_shape={tuple(self.input_shape)}, input_scale={self.input_scale:.6g}, "
+                 f"{len(self.layers)} layers)"]
+        for i, layer in enumerate(self.layers):
+            what = f"  {i}: {layer.kind:<7} {layer.name}"
+            if layer.w is not None:
+                what += f" w{tuple(layer.w.shape)}"
+                if layer.rq is not None:
+                    what += f" mult={layer.rq.mult} shift={layer.rq.shift}"
+            elif layer.kind in ("maxpool", "avgpool"):
+                what += f" kernel={layer.kernel} stride={layer.stride}"
+            lines.append(what + f" scale={layer.scale:.4g}")
+        return "\n".join(lines)
+
     def to_float(self, images) -> np.ndarray:
         """uint8 images -> the float model's input, by this model's stored preprocessing."""
         from .io.preprocess import of_meta

@@ -35,7 +35,8 @@ import numpy as np
 
 from . import checkpoint, data, models, nn, optim
 from ._atomic import atomic_write, remove_stale_temps
-from ._threads import set_num_threads
+from ._cliutil import plural
+from ._threads import get_num_threads, set_num_threads
 
 METRICS_NAME = "metrics.json"
 IMPORTED = "imported"  # the model name of `cnnx import`ed networks: they train from their checkpoint only
@@ -219,6 +220,7 @@ def write_plots(run_dir: Path, history: list[dict], model, confusion, image_shap
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.colors
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
@@ -226,6 +228,8 @@ def write_plots(run_dir: Path, history: list[dict], model, confusion, image_shap
     if history:
         ep = [h["epoch"] for h in history]
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+        for ax in (a1, a2):  # whole epochs on the axis, a one-epoch run's single points included
+            ax.set_xlim(min(ep) - 0.5, max(ep) + 0.5)
         a1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
         a1.plot(ep, [h["val_loss"] for h in history], "s-", label="validation")
         a1.set_xlabel("epoch"), a1.set_ylabel("cross-entropy"), a1.set_title("loss"), a1.legend()
@@ -258,11 +262,13 @@ def write_plots(run_dir: Path, history: list[dict], model, confusion, image_shap
             rows = -(-k // cols)
             fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.5), squeeze=False)
             lim = float(np.abs(tiles).max()) or 1.0
+            im = None
             for i, ax in enumerate(axes.ravel()):
                 ax.axis("off")
                 if i < k:
-                    ax.imshow(tiles[i], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+                    im = ax.imshow(tiles[i], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
             fig.suptitle(title, fontsize=9)
+            fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
             fig.savefig(run_dir / "filters.png", dpi=100)
             plt.close(fig)
             written.append("filters.png")
@@ -270,7 +276,9 @@ def write_plots(run_dir: Path, history: list[dict], model, confusion, image_shap
     if confusion is not None:
         c = np.asarray(confusion)
         fig, ax = plt.subplots(figsize=(6, 5.5))
-        ax.imshow(np.log1p(c), cmap="Blues")
+        im = ax.imshow(c, cmap="Blues", norm=matplotlib.colors.SymLogNorm(linthresh=1, vmin=0,
+                                                                         vmax=max(int(c.max()), 1)))
+        fig.colorbar(im, ax=ax, label="images (log scale)")
         for i in range(len(c)):
             for j in range(len(c)):
                 if c[i, j]:
@@ -355,7 +363,8 @@ def prepare_resume(cfg: TrainConfig, run_dir: Path) -> tuple[TrainConfig, dict]:
     done = int(meta["position"].get("epoch", 0))
     if cfg.epochs < done:
         raise checkpoint.CheckpointError(
-            f"{info['path']} has already trained {done} epochs; --epochs must be >= {done} to resume, "
+            f"{info['path']} has already trained {plural(done, 'epoch')}; --epochs must be >= {done} to "
+            "resume, "
             f"got {cfg.epochs}"
         )
     new = TrainConfig.from_dict({**saved, "epochs": cfg.epochs, "threads": cfg.threads})
@@ -462,7 +471,9 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         remove_stale_temps(run_dir)  # leftovers of writes killed mid-way (their writer is gone)
-    cfg_dict = asdict(cfg)
+    # metrics.json's config says what ran: the held-out count actually used (summary.n_val_requested keeps
+    # the asked one) and the resolved thread count
+    cfg_dict = {**asdict(cfg), "n_val": int(len(y_val)), "threads": get_num_threads()}
 
     def save(epoch: int, batch: int, train_seconds: float) -> Path:
         meta = {
@@ -581,8 +592,9 @@ def fit(
         "images_per_second": run_images / run_seconds if run_seconds else None,
         "data_seconds": t_load,
         "n_train": n,
-        "n_val": int(len(y_val)),
-        "threads": cfg.threads,
+        "n_val": int(len(y_val)),  # the images held out: --val, capped at a tenth with --limit or --data
+        "n_val_requested": cfg.n_val,
+        "threads": get_num_threads(),  # the count the kernels used (--threads, OMP_NUM_THREADS or cores)
     }
     write_json_atomic(
         run_dir / METRICS_NAME, {"config": cfg_dict, "epochs": history, "test": test, "summary": summary}

@@ -9,7 +9,9 @@
 // read port is registered: set rd_addr, tick, then rd_data holds that word.
 // Every model has its own VerilatedContext, so models in one process (or in many processes) are independent;
 // one model must not be used from two threads at once. A model created with tracing on dumps every clock
-// edge to a VCD file (for GTKWave); that is slow and meant for small runs.
+// edge to a VCD file (for GTKWave); that is slow and meant for small runs. The VCD's time unit is 1 ps (the
+// $timescale Verilator writes) and one clock period is `period_ps`: rise k at k*P + P/2, fall k at (k+1)*P,
+// the python driver's time base too (cnnx/sim/drivers.py).
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -42,15 +44,16 @@ struct Model {
     Top* top;
     VerilatedVcdC* vcd;  // null unless tracing
     uint64_t ticks;      // every clock edge pair this model has seen, loading included (for the benchmark)
+    uint64_t period_ps;  // one clock period in VCD time units (1 ps)
 };
 
 inline void tick(Model* m) {
     m->top->clk = 1;
     m->top->eval();
-    if (m->vcd) m->vcd->dump(2 * m->ticks + 1);
+    if (m->vcd) m->vcd->dump(m->ticks * m->period_ps + m->period_ps / 2);
     m->top->clk = 0;
     m->top->eval();
-    if (m->vcd) m->vcd->dump(2 * m->ticks + 2);
+    if (m->vcd) m->vcd->dump((m->ticks + 1) * m->period_ps);
     m->ticks++;
 }
 
@@ -95,14 +98,16 @@ void read_words(Model* m, const uint32_t* addrs, uint32_t* words, int64_t n_word
 
 extern "C" {
 
-// a new model; with a non-null `vcd_path`, every clock edge is dumped to that VCD file
-void* cnnx_new(const char* vcd_path) {
+// a new model; with a non-null `vcd_path`, every clock edge is dumped to that VCD file, one clock period
+// being `period_ps` picoseconds
+void* cnnx_new(const char* vcd_path, uint64_t period_ps) {
     Model* m = new Model;
     m->ctx = new VerilatedContext;
     if (vcd_path) m->ctx->traceEverOn(true);  // must precede the model's construction
     m->top = new Top{m->ctx};
     m->vcd = nullptr;
     m->ticks = 0;
+    m->period_ps = period_ps < 2 ? 2 : period_ps;
     if (vcd_path) {
         m->vcd = new VerilatedVcdC;
         m->top->trace(m->vcd, 99);

@@ -301,6 +301,20 @@ def _key_lock(root: Path, key: str, say=None):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+# Announce each compilation on stderr (the first use of a configuration builds for a minute or two; without a
+# word the progress bar would sit at 0 %). The CLI turns this off under --no-progress/--quiet.
+NOTICES = True
+# Seconds spent compiling in this process (the harness leaves them out of its images/s).
+BUILD_SECONDS = 0.0
+
+
+def _notice(msg: str) -> None:
+    if NOTICES:
+        from cnnx._cliutil import print_clear
+
+        print_clear(f"cnnx: {msg}")
+
+
 def build(top: str, params: dict | None = None) -> Build:
     """The cached build of `top` with `params` (missing ones take the module's defaults); builds if absent,
     rebuilds (with one line on stderr) if the cached one fails its manifest check."""
@@ -321,6 +335,10 @@ def build(top: str, params: dict | None = None) -> Build:
                   file=sys.stderr, flush=True)
         remove_stale_build_dirs(root, key)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.{os.getpid()}.", dir=root))
+        what = ", ".join(f"{k}={v}" for k, v in resolved)
+        _notice(f"building the Verilator model of {top} ({what}): first use of this configuration, "
+                "about a minute or two; later runs load it from the cache")
+        t0 = time.monotonic()
         try:
             try:
                 _build_into(top, resolved, tmp)
@@ -333,4 +351,8 @@ def build(top: str, params: dict | None = None) -> Build:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        global BUILD_SECONDS
+        took = time.monotonic() - t0
+        BUILD_SECONDS += took
+        _notice(f"built {top} in {took:.1f} s (cached in {final})")
     return result

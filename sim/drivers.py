@@ -6,7 +6,11 @@ same Verilated model (one cached build, see builder.py):
   "python"  pyverilator's model, clocked cycle by cycle from Python (slow; small layers and debugging)
   "fast"    sim/batch_driver.cpp through ctypes: a whole layer for a batch of images per call
 `trace="file.vcd"` (or True: "<top>.vcd" in the current directory) dumps every clock edge for GTKWave, with
-either driver; `close()` finishes the file.
+either driver; `close()` finishes the file. Both drivers write one time base, tied to the clock: the VCD's
+`$timescale` is 1 ps and one clock period is `trace_period_ps(trace_clock_mhz)` ps (default 100 MHz, i.e.
+10,000 ps): clock rise k at k*P + P//2 ps, fall k at (k+1)*P ps, so GTKWave's time axis reads real time at
+that clock. (The python driver's trace ends at 2**31 - 1 ps, ~2.1 ms: pyverilator's trace call takes a
+32-bit time; it warns once and stops dumping.)
 Both follow the same clocking protocol and give identical outputs and cycle counts (tests check it).
 Everything is validated here, before the simulator is touched: a layer the hardware cannot hold raises
 ValueError naming the limit and the size. Each instance owns its own model; use one per process or thread.
@@ -26,6 +30,8 @@ from cnnx.shapes import check_array, check_positive_int, out_size
 from . import builder as _build
 
 DRIVERS = ("python", "fast")
+TRACE_CLOCK_MHZ = 100.0  # the VCD's clock when none is given (the CLI passes the synthesised Fmax)
+VCD_TIMESCALE = "1ps"  # Verilator's default time precision, which both drivers' VCD headers carry
 U32_MAX = 2**32 - 1
 REG_MAX = 2**16 - 1  # stride and padding registers (the layer's sizes are bounded by the buffers)
 
@@ -34,6 +40,14 @@ CONV_REGS = ("C", "H", "W", "F", "KH", "KW", "STRIDE", "PAD", "OH", "OW", "MULT"
              "PADW")
 POOL_REGS = ("C", "H", "W", "KSIZE", "STRIDE", "OH", "OW", "MODE", "MULT", "SHIFT", "HW", "SW")
 SEL_IFMAP, SEL_WEIGHT, SEL_BIAS = 0, 1, 2
+
+
+def trace_period_ps(clock_mhz: float | None = None) -> int:
+    """One clock period in VCD time units (ps) at `clock_mhz` (default TRACE_CLOCK_MHZ), rounded to 1 ps."""
+    mhz = TRACE_CLOCK_MHZ if clock_mhz is None else clock_mhz
+    if isinstance(mhz, bool) or not isinstance(mhz, int | float) or not 0.001 <= mhz <= 500_000:
+        raise ValueError(f"trace_clock_mhz must be a number of MHz in [0.001, 500000], got {clock_mhz!r}")
+    return max(2, round(1e6 / float(mhz)))
 
 
 def _words(a: np.ndarray) -> np.ndarray:
@@ -84,11 +98,11 @@ def _limit(what: str, size: int, limit: int, param: str) -> None:
 class _FastBackend:
     """The C++ batch driver of one build, through ctypes."""
 
-    def __init__(self, build: _build.Build, trace: str | None = None):
+    def __init__(self, build: _build.Build, trace: str | None = None, period_ps: int = 10_000):
         lib = ctypes.CDLL(str(build.batch_so))
         vp, u32p, i32p = ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_int32)
         lib.cnnx_new.restype = vp
-        lib.cnnx_new.argtypes = [ctypes.c_char_p]
+        lib.cnnx_new.argtypes = [ctypes.c_char_p, ctypes.c_uint64]
         lib.cnnx_free.argtypes = [vp]
         lib.cnnx_reset.argtypes = [vp]
         lib.cnnx_config.argtypes = [vp, i32p, u32p, ctypes.c_int]
@@ -100,7 +114,7 @@ class _FastBackend:
         lib.cnnx_ticks.restype = ctypes.c_uint64
         lib.cnnx_ticks.argtypes = [vp]
         self._lib = lib
-        self._m = lib.cnnx_new(str(trace).encode() if trace else None)
+        self._m = lib.cnnx_new(str(trace).encode() if trace else None, period_ps)
 
     @staticmethod
     def _p(a, ctype=ctypes.c_uint32):
@@ -146,7 +160,9 @@ class _FastBackend:
 class _PythonBackend:
     """pyverilator's model of the same build, clocked from Python one edge at a time."""
 
-    def __init__(self, build: _build.Build, trace: str | None = None):
+    VCD_TIME_MAX = 2**31 - 1  # pyverilator's add_to_vcd_trace(tfp, int time)
+
+    def __init__(self, build: _build.Build, trace: str | None = None, period_ps: int = 10_000):
         import pyverilator
 
         self.sim = pyverilator.PyVerilator(str(build.model_so))
@@ -167,8 +183,18 @@ class _PythonBackend:
         self._has_sel = "wr_sel" in self._set
         self._ticks = 0
         self.trace = trace
+        self._period, self._high = int(period_ps), int(period_ps) // 2
         if trace:
-            self.sim.start_vcd_trace(str(trace), auto_tracing=False)
+            # the wrapper's own calls, not PyVerilator.add_to_vcd_trace (which steps 5 units per call):
+            # the time stamps are this driver's, on the fast driver's time base
+            start = lib.start_vcd_trace
+            start.argtypes, start.restype = [vp, ctypes.c_char_p], vp
+            self.sim.vcd_trace = start(self._model, os.fsencode(trace))
+            self.sim.vcd_filename = str(trace)
+            self._dump = lib.add_to_vcd_trace
+            self._dump.argtypes = [vp, ctypes.c_int]
+            self._flush = lib.flush_vcd_trace
+            self._flush.argtypes = [vp]
 
     def close(self):
         if self.trace and self.sim.vcd_trace is not None:
@@ -181,16 +207,24 @@ class _PythonBackend:
     def get(self, name) -> int:
         return int(self._get[name](self._model))
 
-    def _eval_once(self):
+    def _eval_once(self, time_ps: int):
         self._eval(self._model)
-        if self.trace:
-            self.sim.add_to_vcd_trace()
+        if self.trace and self.sim.vcd_trace is not None:
+            if time_ps > self.VCD_TIME_MAX:
+                import warnings
+
+                warnings.warn(f"VCD trace {self.trace}: stopped at {self.VCD_TIME_MAX} ps (the python "
+                              "driver's limit); use the fast driver for longer traces", stacklevel=3)
+                self.close()
+                return
+            self._dump(self.sim.vcd_trace, time_ps)
 
     def _tick(self):
+        t = self._ticks * self._period
         self._set["clk"](self._model, 1)
-        self._eval_once()
+        self._eval_once(t + self._high)
         self._set["clk"](self._model, 0)
-        self._eval_once()
+        self._eval_once(t + self._period)
         self._ticks += 1
 
     def reset(self):
@@ -252,7 +286,7 @@ class _PythonBackend:
         return self._ticks
 
 
-def _backend(build, driver, trace):
+def _backend(build, driver, trace, period_ps: int = 10_000):
     if driver not in DRIVERS:
         raise ValueError(f"driver must be one of {DRIVERS}, got {driver!r}")
     if trace is True:
@@ -261,18 +295,19 @@ def _backend(build, driver, trace):
         raise TypeError(f"trace must be a file path or True, got {trace!r}")
     trace = os.fspath(trace) if trace else None
     if driver == "fast":
-        return _FastBackend(build, trace)
-    return _PythonBackend(build, trace)
+        return _FastBackend(build, trace, period_ps)
+    return _PythonBackend(build, trace, period_ps)
 
 
 class _Core:
     top = ""
 
-    def __init__(self, driver, trace, params):
+    def __init__(self, driver, trace, params, trace_clock_mhz=None):
         self.driver = driver
+        self.trace_period_ps = trace_period_ps(trace_clock_mhz)
         self.build = _build.build(self.top, params)
         self.params = dict(self.build.params)
-        self._be = _backend(self.build, driver, trace)
+        self._be = _backend(self.build, driver, trace, self.trace_period_ps)
         self.last_cycles: list[int] = []
         self.reset()
 
@@ -304,7 +339,7 @@ class ConvCore(_Core):
     top = "cnnx_conv_core"
 
     def __init__(self, rows: int = 8, cols: int = 8, driver: str = "fast", trace: str | None = None,
-                 **buffer_params):
+                 trace_clock_mhz: float | None = None, **buffer_params):
         rows = check_positive_int("rows", rows)
         cols = check_positive_int("cols", cols)
         if rows > 256 or cols > 256:
@@ -318,7 +353,7 @@ class ConvCore(_Core):
         self.rows, self.cols = rows, cols
         self.banks = 1 << (cols - 1).bit_length()   # column banks: COLS rounded up to a power of two
         self.last_mac_count = 0
-        super().__init__(driver, trace, params)
+        super().__init__(driver, trace, params, trace_clock_mhz)
 
     def run(self, x, w, b, rq: quant.Requant, stride: int = 1, padding: int = 0):
         x = check_array("x", x, np.int8, 4)
@@ -419,7 +454,7 @@ class PoolCore(_Core):
     top = "cnnx_pool_core"
 
     def __init__(self, driver: str = "fast", trace: str | None = None, lanes: int = cycle_model.POOL_LANES,
-                 **buffer_params):
+                 trace_clock_mhz: float | None = None, **buffer_params):
         lanes = check_positive_int("lanes", lanes)
         if lanes > 64:
             raise ValueError(f"the pool core has at most 64 lanes, got {lanes}")
@@ -431,7 +466,7 @@ class PoolCore(_Core):
             if name not in ("IFMAP_DEPTH", "OFMAP_DEPTH"):
                 raise TypeError(f"PoolCore got an unexpected keyword {key!r}")
             params[name] = check_positive_int(key, value)
-        super().__init__(driver, trace, params)
+        super().__init__(driver, trace, params, trace_clock_mhz)
 
     def run(self, x, kernel: int, stride: int | None = None, mode: str = "max"):
         x = check_array("x", x, np.int8, 4)

@@ -80,15 +80,22 @@ def format_table(results: list[SynthResult]) -> str:
 
 def cli_synth(args) -> int:
     """Handler of `cnnx synth`; exit 0 done, 1 a target missed or a core did not fit, 2 bad input/no tools."""
+    from .._cliutil import cli_error, progress_on
     from ..harness import parse_array
 
     human = sys.stderr if args.json else sys.stdout
+    quiet = getattr(args, "quiet", False)
 
-    def fail(msg: str) -> int:
-        print(f"cnnx synth: error: {msg}", file=sys.stderr, flush=True)
-        if args.json:
-            print(json.dumps({"error": msg}), flush=True)
-        return 2
+    def say(msg: str) -> None:
+        if not quiet:
+            print(msg, file=human, flush=True)
+
+    def step(msg: str) -> None:  # progress: stderr, like every subcommand's (cnnx._cliutil.progress_on)
+        if progress_on(args):
+            print(f"   {msg}", file=sys.stderr, flush=True)
+
+    def fail(msg: str, code: int = 2) -> int:
+        return cli_error("synth", msg, args.json, code)
 
     if not flow.tools_available():
         return fail(flow.INSTALL_HINT)
@@ -99,19 +106,17 @@ def cli_synth(args) -> int:
         per = split_params(cores, args.param or [])
         results = []
         for core in cores:
-            print(f"== {core} core", file=human, flush=True)
+            if progress_on(args):
+                print(f"== {core} core", file=sys.stderr, flush=True)
             results.append(synth(core, rows, cols, device=args.device, freq_mhz=args.freq, seed=args.seed,
-                                 params=per[core], pnr=not args.no_pnr, out_dir=args.out,
-                                 progress=lambda m: print(f"   {m}", file=human, flush=True)))
+                                 params=per[core], pnr=not args.no_pnr, out_dir=args.out, progress=step))
     except (ValueError, flow.ToolsMissing) as e:
         return fail(str(e))
     except flow.ToolFailed as e:
-        print(f"cnnx synth: {e}", file=sys.stderr, flush=True)
-        if args.json:
-            print(json.dumps({"error": str(e).splitlines()[0]}), flush=True)
-        return 1
-    print(format_table(results), file=human, flush=True)
-    print(f"({time.monotonic() - t0:.0f} s)", file=human, flush=True)
+        print(f"cnnx synth: {e}", file=sys.stderr, flush=True)  # the tool's log lines, then the one-liner
+        return fail(str(e).splitlines()[0], 1)
+    say(format_table(results))
+    say(f"({time.monotonic() - t0:.0f} s)")
     if args.json:
         print(json.dumps({"array": args.array, "results": [r.to_dict() for r in results]}), flush=True)
     bad = [r for r in results if not r.fits or r.met is False]
