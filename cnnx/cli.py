@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--lr", type=_float, default=None, help=f"peak learning rate (default {d.lr} for sgd, 0.001 for adam)"
     )
-    t.add_argument("--optimizer", choices=("sgd", "adam"), default=d.optimizer)
+    t.add_argument("--optimizer", choices=("sgd", "adam"), default=d.optimizer,
+                   help=f"sgd (with momentum) or adam (default {d.optimizer})")
     t.add_argument("--momentum", type=_float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
     t.add_argument(
         "--weight-decay",
@@ -123,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"on weights, not biases (default {d.weight_decay})",
     )
     t.add_argument("--decoupled-wd", action="store_true", help="decoupled weight decay (SGDW/AdamW), not L2")
-    t.add_argument("--schedule", choices=("cosine", "step", "constant"), default=d.schedule)
+    t.add_argument("--schedule", choices=("cosine", "step", "constant"), default=d.schedule,
+                   help=f"learning-rate schedule after the warm-up (default {d.schedule})")
     t.add_argument(
         "--augment",
         action=argparse.BooleanOptionalAction,
@@ -133,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--dropout", type=_float, default=d.dropout, help="dropout after hidden FC layers (default 0)"
     )
-    t.add_argument("--seed", type=int, default=d.seed)
+    t.add_argument("--seed", type=int, default=d.seed,
+                   help=f"seed of the initial weights, shuffling and augmentation (default {d.seed})")
     t.add_argument(
         "--threads", type=_threads, default=None, help="OpenMP threads (default: OMP_NUM_THREADS/cores)"
     )
@@ -151,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     e = sub.add_parser("eval", help="test accuracy and confusion matrix of a checkpoint")
-    e.add_argument("path", metavar="RUN_DIR|CHECKPOINT")
+    e.add_argument("path", metavar="RUN_DIR|CHECKPOINT", help="a run directory or its checkpoint.npz")
     e.add_argument("--images", type=_positive_int, default=None, help="only the first N test images")
     e.add_argument("--threads", type=_threads, default=None,
                    help="OpenMP threads (default: OMP_NUM_THREADS/cores)")
@@ -159,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     c = sub.add_parser("cosim", help="co-simulate the int8 model on the RTL cores (cnnx.harness)")
-    c.add_argument("run_dir", metavar="RUN_DIR")
+    c.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (cnnx train or cnnx import)")
     c.add_argument("--images", type=_positive_int, default=1000, help="test images (default 1000)")
     c.add_argument("--array", default="8x8", help="systolic array ROWSxCOLS (default 8x8)")
     c.add_argument("--buffers", default=None, help="core buffer sizes, e.g. in=8K,w=64K,out=8K,bias=256 "
@@ -169,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--worker-timeout", type=_positive_finite, default=None, metavar="SECONDS",
                    help="with 2+ workers: fail when one reports no progress for this long "
                         "(default 60 s + 0.5 s per image of a 250-image batch)")
-    c.add_argument("--driver", choices=("fast", "python"), default="fast")
+    c.add_argument("--driver", choices=("fast", "python"), default="fast",
+                   help="fast: the C++ batch driver; python: pyverilator, cycle by cycle (slow; default fast)")
     c.add_argument("--golden-images", type=_nonneg_int, default=None,
                    help="images also run through the slow NumPy golden model (default min(N, 200); 0: none)")
     c.add_argument("--corrupt-rtl-layer", type=int, default=None, metavar="K",
@@ -184,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     r = sub.add_parser("profile", help="per-layer CPU/RTL profile of a run (cnnx.profile)")
-    r.add_argument("run_dir", metavar="RUN_DIR")
+    r.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (cnnx train or cnnx import)")
     r.add_argument("--array", default="8x8", help="systolic array ROWSxCOLS (default 8x8)")
     r.add_argument("--buffers", default=None, help="core buffer sizes, e.g. in=8K,w=64K,out=8K,bias=256")
     r.add_argument(
@@ -207,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     s = sub.add_parser("synth", help="resources and Fmax of the cores on an ECP5 FPGA (cnnx.fpga)")
-    s.add_argument("--core", choices=("conv", "pool", "all"), default="all")
+    s.add_argument("--core", choices=("conv", "pool", "all"), default="all",
+                   help="which core to synthesise (default all: both)")
     s.add_argument("--array", default="8x8", help="conv core ROWSxCOLS (default 8x8)")
     s.add_argument("--device", choices=("25k", "45k", "85k"), default="85k", help="LFE5U-*F (default 85k)")
     s.add_argument("--freq", type=_float, default=150.0, help="target clock for nextpnr, MHz (default 150)")

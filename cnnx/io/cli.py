@@ -34,7 +34,7 @@ def add_import_parser(sub) -> None:
                     "directory that eval, cosim, profile and train --resume use like a trained zoo model. "
                     "Input preprocessing: pixel / 255, then (x - mean) / std per channel if given.",
     )
-    i.add_argument("file", metavar="FILE")
+    i.add_argument("file", metavar="FILE", help="model.onnx, or PyTorch weights (.npz or .pt) with --config")
     i.add_argument("--out", required=True, help="run directory to create")
     i.add_argument("--config", default=None, metavar="MODEL.json", help="cnnx model config (PyTorch weights)")
     i.add_argument("--input-shape", type=_shape, default=None, metavar="C,H,W",
@@ -44,7 +44,7 @@ def add_import_parser(sub) -> None:
     i.add_argument("--data", default=None, metavar="FILE.npz",
                    help="the dataset the model is for (default MNIST): eval, cosim and fine-tuning use it")
     i.add_argument("--force", action="store_true", help="replace an existing checkpoint in --out")
-    i.add_argument("--json", action="store_true")
+    i.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
 def cli_import(args, out) -> int:
@@ -75,13 +75,13 @@ def add_export_parser(sub, positive_int) -> None:
                     "$readmemh files and a C header, requantisation constants, layer descriptors "
                     "(layers.json), golden vectors of N test images, the RTL and a C++ Verilator testbench "
                     "with a Makefile (`make -C DIR` checks every output and cycle count, no Python).")
-    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (cnnx train or cnnx import)")
     e.add_argument("--out", required=True, metavar="DIR", help="export directory")
     e.add_argument("--images", type=positive_int, default=10, help="golden test images (default 10)")
     e.add_argument("--array", default="8x8", help="systolic array ROWSxCOLS (default 8x8)")
     e.add_argument("--buffers", default=None, help="core buffer sizes, e.g. in=8K,w=64K,out=8K,bias=256")
     e.add_argument("--data", default=None, metavar="FILE.npz", help="use this dataset (default: the run's)")
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
 def cli_export(args) -> int:
