@@ -111,8 +111,8 @@ def test_schema_checker_catches_what_it_should():
 
 
 def test_train_eval_import_json_match_their_schemas(capsys, tmp_path, tiny_run_dir):
-    obj, err = json_of(capsys, "train", "--model", "lenet5", "--epochs", "1", "--limit", "600", "--val", "5000",
-                       "--threads", "1", "--no-augment", "--out", tmp_path / "t")
+    obj, err = json_of(capsys, "train", "--model", "lenet5", "--epochs", "1", "--limit", "600", "--val",
+                       "5000", "--threads", "1", "--no-augment", "--out", tmp_path / "t")
     assert "epoch 1/1" in err  # progress stays on stderr under --json (the one rule)
     metrics = json.loads((tmp_path / "t" / "metrics.json").read_text())
     assert metrics["config"]["n_val"] == metrics["summary"]["n_val"] == obj["n_val"] == 60
@@ -139,7 +139,8 @@ def test_quiet_prints_nothing_on_stdout(capsys, tiny_run_dir):
 
 @pytest.mark.rtl
 def test_cosim_profile_export_json_match_their_schemas(capsys, tmp_path, tiny_run_dir):
-    obj, err = json_of(capsys, "cosim", tiny_run_dir, "--images", "3", "--golden-images", "0", "--workers", "1")
+    obj, err = json_of(capsys, "cosim", tiny_run_dir, "--images", "3", "--golden-images", "0",
+                       "--workers", "1")
     assert obj["array"] == "8x8" and obj["n_golden"] == 0
     assert obj["accuracy_images"] == {"float-cython": 3, "int8-cython": 3, "rtl": 3}
     assert [r["name"] for r in obj["layers"]][:2] == ["Conv2d+ReLU", "MaxPool2d"]
