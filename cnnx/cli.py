@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with 2+ workers: fail when one reports no progress for this long "
                         "(default 60 s + 0.5 s per image of a 250-image batch)")
     c.add_argument("--driver", choices=("fast", "python"), default="fast",
-                   help="fast: the C++ batch driver; python: pyverilator, cycle by cycle, slow (default fast)")
+                   help="fast: C++ batch driver; python: pyverilator, cycle by cycle, slow (default: fast)")
     c.add_argument("--golden-images", type=_nonneg_int, default=None,
                    help="images also run through the slow NumPy golden model (default min(N, 200); 0: none)")
     c.add_argument("--corrupt-rtl-layer", type=int, default=None, metavar="K",
