@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN_DIR ?= runs/lenet5
 
-.PHONY: setup demo test lint bench synth build clean
+.PHONY: setup demo test lint bench synth build clean docs
 
 setup:
 	bash scripts/setup.sh
@@ -35,9 +35,13 @@ bench: setup
 synth: setup
 	$(PY) benchmarks/bench_synth.py
 
+# The documentation site (docs/, mkdocs.yml) into site/: offline, warnings are errors.
+docs: setup
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 # Rebuild the extension in place after editing a .pyx (the editable install points here).
 build:
 	flock /tmp/cnnx-build.lock $(PY) setup.py -q build_ext --inplace
 
 clean:
-	rm -rf build dist *.egg-info cnnx/_kernels/*.so cnnx/_kernels/*.c .pytest_cache .ruff_cache
+	rm -rf build dist site *.egg-info cnnx/_kernels/*.so cnnx/_kernels/*.c .pytest_cache .ruff_cache
