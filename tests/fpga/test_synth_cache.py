@@ -207,7 +207,7 @@ def test_cli_tool_failure_exits_1_with_the_log(fake_flow, monkeypatch, capsys):
     monkeypatch.setattr(flow, "run_tool", broken)
     assert cli.main(["synth", "--core", "pool", "--json"]) == 1
     cap = capsys.readouterr()
-    assert json.loads(cap.out) == {"error": "yosys failed (exit 1); full log: x/yosys.log"}
+    assert json.loads(cap.out) == {"error": "yosys failed (exit 1); full log: x/yosys.log", "exit_code": 1}
     assert "ERROR: boom" in cap.err
 
 
