@@ -103,7 +103,8 @@ def cache_root() -> Path:
 def verilator_version() -> str:
     exe = shutil.which("verilator")
     if exe is None:
-        raise BuildError("verilator is not on PATH; the RTL cores need Verilator 5 (apt install verilator)")
+        raise BuildError("verilator is not on PATH; the RTL cores need Verilator 5 (apt install verilator) "
+                         "and the rtl extra (pip install 'cnnx[rtl]')")
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout
     return out.strip()
 
