@@ -118,6 +118,6 @@ def cli_synth(args) -> int:
     say(format_table(results))
     say(f"({time.monotonic() - t0:.0f} s)")
     if args.json:
-        print(json.dumps({"array": args.array, "results": [r.to_dict() for r in results]}), flush=True)
+        print(json.dumps({"array": f"{rows}x{cols}", "results": [r.to_dict() for r in results]}), flush=True)
     bad = [r for r in results if not r.fits or r.met is False]
     return 1 if bad else 0

@@ -213,3 +213,15 @@ def test_result_to_dict_uses_rxc_and_counts(tiny):
     assert d["array"] == "8x4" and d["accuracy_images"] == {"float-cython": 10, "float-numpy": 4}
     assert d["images_per_s"] == pytest.approx(10.0)  # the 2 s of building are left out
     assert "(4 images)" in res.table() and "(10 images)" in res.table() and "1 worker)" in res.table()
+
+
+@pytest.mark.fpga
+def test_synth_json_matches_its_schema(capsys):
+    from cnnx.fpga import flow
+
+    if not flow.tools_available():
+        pytest.skip("the fpga extra is not installed")  # pragma: no cover
+    # Yosys only, the pool core: the configuration the tutorial test synthesises too (one cached result)
+    obj, err = json_of(capsys, "synth", "--core", "pool", "--no-pnr", "--array", "8X8")
+    assert obj["array"] == "8x8" and [r["top"] for r in obj["results"]] == ["cnnx_pool_core"]
+    assert "== pool core" in err  # progress on stderr
