@@ -236,8 +236,11 @@ def write_plots(run_dir: Path, history: list[dict], model, confusion, image_shap
         a2.plot(ep, [100 * h["train_accuracy"] for h in history], "o-", label="train")
         a2.plot(ep, [100 * h["val_accuracy"] for h in history], "s-", label="validation")
         a2.set_xlabel("epoch"), a2.set_ylabel("accuracy (%)"), a2.set_title("accuracy"), a2.legend()
-        for ax in (a1, a2):
-            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        for ax in (a1, a2):  # epochs are whole numbers: one tick per epoch, or integer ticks for long runs
+            if len(ep) <= 12:
+                ax.set_xticks(ep)
+            else:
+                ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         fig.tight_layout()
         fig.savefig(run_dir / "curves.png", dpi=100)
         plt.close(fig)

@@ -225,3 +225,28 @@ def test_synth_json_matches_its_schema(capsys):
     obj, err = json_of(capsys, "synth", "--core", "pool", "--no-pnr", "--array", "8X8")
     assert obj["array"] == "8x8" and [r["top"] for r in obj["results"]] == ["cnnx_pool_core"]
     assert "== pool core" in err  # progress on stderr
+
+
+def test_one_epoch_curves_have_whole_epoch_ticks(tmp_path, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cnnx.train import write_plots
+
+    seen = {}
+    real_savefig = plt.Figure.savefig
+
+    def spy(fig, path, *a, **k):
+        seen[Path(path).name] = fig
+        return real_savefig(fig, path, *a, **k)
+
+    monkeypatch.setattr(plt.Figure, "savefig", spy)
+    history = [{"epoch": 1, "train_loss": 2.0, "val_loss": 1.9, "train_accuracy": 0.3, "val_accuracy": 0.4}]
+    model = models.build_model("lenet5")
+    written = write_plots(tmp_path, history, model, np.eye(10, dtype=int) * 3)
+    assert written == ["curves.png", "filters.png", "confusion.png"]
+    for ax in seen["curves.png"].axes:
+        assert list(ax.get_xticks()) == [1.0]  # not 0.945 ... 1.050
+    assert len(seen["filters.png"].axes) > 6 * 1 and len(seen["confusion.png"].axes) == 2  # colour bars
