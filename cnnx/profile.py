@@ -182,7 +182,8 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
     return {"array": f"{rows}x{cols}", "clock_mhz": clock_mhz, "images": n, "repeats": repeats,
             "rtl_images": (1 if trace else min(rtl_images, n)) if rtl else 0, "layers": rows_out,
             "sweep": sweep, "totals": _totals(rows_out, clock_mhz),
-            "traces": list(runner.traces) if rtl else []}
+            "traces": list(runner.traces) if rtl else [],
+            "trace_clock_mhz": (clock_mhz or 1e6 / runner.conv.trace_period_ps) if rtl and trace else None}
 
 
 def _store(row: dict, key: str, seconds: list[float], n: int) -> None:
@@ -250,7 +251,8 @@ def format_table(prof: dict) -> str:
         f"util {f(s['mac_utilisation'], '.2f')}"
         for s in prof["sweep"]) + " (* the array above)")
     for path in prof.get("traces") or []:
-        lines.append(f"waveforms: {path} (open with: gtkwave {path})")
+        lines.append(f"waveforms: {path} (1 ps units, clock {prof.get('trace_clock_mhz') or 0:g} MHz; open "
+                     f"with: gtkwave {path})")
     return "\n".join(lines)
 
 

@@ -149,7 +149,13 @@ def test_cosim_profile_export_json_match_their_schemas(capsys, tmp_path, tiny_ru
     assert "int8 cpu vs rtl" not in err
 
     prof, _ = json_of(capsys, "profile", tiny_run_dir, "--images", "2", "--repeats", "2", "--array", "4x4",
-                      "--clock-mhz", "50", "--out", tmp_path / "prof")
+                      "--clock-mhz", "50", "--out", tmp_path / "prof", "--trace", tmp_path / "p.vcd")
+    assert prof["traces"] == [str(tmp_path / "p.vcd"), str(tmp_path / "p.pool.vcd")]
+    assert prof["trace_clock_mhz"] == 50 and prof["rtl_images"] == 1
+    with open(tmp_path / "p.vcd") as f:
+        head = f.read(300_000)
+    assert "$timescale 1ps $end" in head
+    assert [int(x[1:]) for x in head.splitlines() if x.startswith("#")][:3] == [10000, 20000, 30000]
     asked = [s for s in prof["sweep"] if s["asked"]]
     assert [s["array"] for s in asked] == ["4x4"]
     assert asked[0]["total_cycles"] == prof["totals"]["rtl_cycles"]  # the table's total IS the sweep's
