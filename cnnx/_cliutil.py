@@ -153,10 +153,22 @@ def cli_error(command: str, error: BaseException | str, as_json: bool = False,
         msg, code = str(error), EXIT_BAD_INPUT if code is None else code
     msg = one_line(msg) or "failed"
     prefix = f"cnnx {command}: " if command else "cnnx: "
+    close_progress_bars()  # the command ends: bars left open by the failure end their line first
     print_clear(f"{prefix}error: {msg}")
     if as_json:
         print(json.dumps({"error": msg, "exit_code": code}), flush=True)
     return code
+
+
+def close_progress_bars() -> None:
+    """Close every open tqdm bar (each ends its own line), so nothing redraws one after an error line."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return
+    for bar in list(getattr(tqdm, "_instances", ())):
+        with contextlib.suppress(Exception):
+            bar.close()
 
 
 def print_clear(msg: str, file=None) -> None:

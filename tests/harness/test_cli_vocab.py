@@ -77,11 +77,15 @@ def test_error_clears_the_progress_bar_line(monkeypatch):
     monkeypatch.setattr(sys, "stderr", err)
     bar = tqdm(total=10, file=err, mininterval=0)
     bar.update(3)
-    _cliutil.cli_error("cosim", "something broke")
-    bar.close()
+    _cliutil.print_clear("a warning")  # the bar is cleared, the line printed, the bar drawn again
+    assert not bar.disable and bar in tqdm._instances
+    _cliutil.cli_error("cosim", "something broke")  # the command ends: the bar is closed first
+    assert bar not in tqdm._instances
     text = err.getvalue()
-    i = text.index("cnnx cosim: error: something broke")
-    assert i == 0 or text[i - 1] in "\r\n"  # never glued onto the bar's text
+    for line in ("a warning", "cnnx cosim: error: something broke"):
+        i = text.index(line)
+        assert i == 0 or text[i - 1] in "\r\n", line  # never glued onto the bar's text
+    assert text.rstrip("\n").endswith("something broke")  # no bar redrawn after the error
 
 
 def test_missing_rtl_bridge_names_the_extra():
