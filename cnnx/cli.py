@@ -180,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="change one weight of layer K on the RTL side only, to see the check catch it")
     c.add_argument("--data", default=None, metavar="FILE.npz", help="use this dataset (default: the run's)")
     c.add_argument("--trace", default=None, metavar="FILE.vcd",
-                   help="dump the RTL's waveforms (every clock edge, both cores) to this VCD file; slow, "
-                        "meant for --images 1 (one worker)")
+                   help="dump the RTL's waveforms, every clock edge: the conv core to FILE.vcd, the pool core "
+                        "to FILE.pool.vcd (1 ps units; slow, meant for --images 1; one worker)")
     c.add_argument("--trace-clock-mhz", type=_positive_finite, default=None, metavar="MHZ",
                    help="clock of the VCD's time axis (default: the Fmax `cnnx synth` reports for this "
                         "array, else 100 MHz)")
@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--images", type=_positive_int, default=16, help="test images (default 16)")
     r.add_argument("--data", default=None, metavar="FILE.npz", help="use this dataset (default: the run's)")
     r.add_argument("--trace", default=None, metavar="FILE.vcd",
-                   help="dump the waveforms of the RTL cycle measurement (one image) to this VCD file")
+                   help="dump the waveforms of the RTL cycle measurement (one image): the conv core to "
+                        "FILE.vcd, the pool core to FILE.pool.vcd (clock: --clock-mhz or the Fmax, else 100)")
     r.add_argument("--repeats", type=_positive_int, default=5,
                    help="timed runs per CPU figure; the table shows their median and spread (default 5)")
     r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
