@@ -336,7 +336,7 @@ class CosimResult:
             f"driver, {plural(self.workers, 'worker')}); NumPy golden paths on the first "
             f"{plural(self.n_golden, 'image')} only",
             "columns: float max diff = max |float-cython - float-numpy| (golden images); int8 cython=numpy, "
-            "cython=rtl = images whose int8 output is bit-identical on both paths; RTL cycles (measured) and "
+            "cython=rtl = images whose int8 outputs are identical on both paths; RTL cycles (measured) and "
             "model cycles (cnnx.cycles) per image",
             f"{'#':>2} {'layer':<14} {'out shape':<14} {'float max diff':>15} {'int8 cython=numpy':>18} "
             f"{'int8 cython=rtl':>16} {'RTL cycles':>11} {'model cycles':>12}",

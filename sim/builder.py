@@ -337,8 +337,9 @@ def build(top: str, params: dict | None = None) -> Build:
         remove_stale_build_dirs(root, key)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.{os.getpid()}.", dir=root))
         what = ", ".join(f"{k}={v}" for k, v in resolved)
-        _notice(f"building the Verilator model of {top} ({what}): first use of this configuration, "
-                "about a minute or two; later runs load it from the cache")
+        if problem == "absent":  # (a damaged cache has just said "rebuilding")
+            _notice(f"building the Verilator model of {top} ({what}): first use of this configuration, "
+                    "about a minute or two; later runs load it from the cache")
         t0 = time.monotonic()
         try:
             try:
