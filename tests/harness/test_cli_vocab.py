@@ -260,3 +260,30 @@ def test_one_epoch_curves_have_whole_epoch_ticks(tmp_path, monkeypatch):
     for ax in seen["curves.png"].axes:
         assert list(ax.get_xticks()) == [1.0]  # not 0.945 ... 1.050
     assert len(seen["filters.png"].axes) > 6 * 1 and len(seen["confusion.png"].axes) == 2  # colour bars
+
+
+def test_schema_checker_keywords():
+    schema = {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
+              "properties": {"mode": {"enum": ["max", "avg"]},
+                             "array": {"type": "string", "pattern": "^[0-9]+x[0-9]+$"},
+                             "either": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/pos"}]}},
+              "$defs": {"pos": {"type": "number", "minimum": 0}}}
+    ok = {"mode": "max", "array": "8x8", "either": None, "n": 3}
+    assert schemas.validate(ok, schema) == []
+    bad = {"mode": "sum", "array": "[8, 8]", "either": -1, "n": -2}
+    problems = " ".join(schemas.validate(bad, schema))
+    for what in ("$.mode", "$.array", "$.either", "$.n"):
+        assert what in problems
+    with pytest.raises(ValueError, match="local"):
+        schemas.validate(1, {"$ref": "other.json#/x"})
+
+
+def test_trace_clock_sources(monkeypatch):
+    from cnnx import profile
+
+    assert harness.trace_clock((8, 8), 125.0) == (125.0, "given")
+    monkeypatch.setattr(profile, "resolve_clock", lambda array: {"clock_mhz": 87.5})
+    assert harness.trace_clock((8, 8))[0] == 87.5
+    monkeypatch.setattr(profile, "resolve_clock", lambda array: {"clock_mhz": None})
+    mhz, basis = harness.trace_clock((4, 4))
+    assert mhz == 100.0 and "assumed" in basis and "4x4" in basis
