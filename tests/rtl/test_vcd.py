@@ -65,3 +65,40 @@ def test_python_driver_stops_at_its_time_limit(tmp_path, monkeypatch):
     core._be.tick(2)  # no further dumps, no error
     core.close()
     assert max(_stamps(tmp_path / "p.vcd", 100)) <= 50_000
+
+
+def _signals(path, names):
+    """[(time, {name: value})] after every time stamp, for top-level signals `names` (a small VCD reader)."""
+    text = open(path).read()
+    header, body = text.split("$enddefinitions", 1)
+    top = header.split("$scope module cnnx_")[0]  # the TOP scope's own ports
+    ids = {m.group(1): m.group(2) for m in re.finditer(r"\$var wire\s+\d+ (\S+) (\w+)", top)
+           if m.group(2) in names}
+    rows, state, t = [], {}, None
+    for line in body.splitlines():
+        if line.startswith("#"):
+            if t is not None:
+                rows.append((t, dict(state)))
+            t = int(line[1:])
+        elif line[:1] in ("0", "1") and line[1:] in ids:
+            state[ids[line[1:]]] = int(line[0])
+        elif line.startswith("b") and line.split()[1] in ids:
+            v, i = line.split()
+            state[ids[i]] = int(v[1:], 2)
+    rows.append((t, dict(state)))
+    return rows
+
+
+def test_a_run_in_the_vcd_matches_the_documented_timing(tmp_path, rng):
+    """docs/rtl.md: busy is high for cycle_count rising edges, from the edge that samples start; done rises
+    as busy falls."""
+    core = sim.PoolCore(driver="fast", trace=str(tmp_path / "r.vcd"), trace_clock_mhz=100)
+    _, cycles = core.run(rng.integers(-128, 128, (1, 4, 4, 4), dtype=np.int8), 2)
+    core.close()
+    rises = [st for t, st in _signals(tmp_path / "r.vcd", {"clk", "start", "busy", "done", "cycle_count"})
+             if st.get("clk") == 1]
+    k = next(i for i, st in enumerate(rises) if st["start"] == 1)
+    n = int(np.ravel(cycles)[0])
+    assert [st["busy"] for st in rises[k : k + n + 1]] == [1] * n + [0]
+    assert [st["done"] for st in rises[k : k + n + 1]] == [0] * n + [1]
+    assert [st["cycle_count"] for st in rises[k : k + n + 1]] == list(range(n)) + [n]
