@@ -71,6 +71,28 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb"):
         raise
 
 
+def temp_beside(path: str | os.PathLike) -> str:
+    """A new, empty temporary file in `path`'s folder, named as atomic_write names its own (so
+    remove_stale_temps knows it), for a writer that opens the file by name itself (Verilator's VCD writer).
+    Publish it with `publish_temp`, or unlink it. Raises OSError when the folder cannot take a file."""
+    path = Path(path)
+    remove_stale_temps(path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return tmp
+
+
+def publish_temp(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename a finished `temp_beside` file over `path` (flushed to disk first, made world-readable)."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
 def replace_dir(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
     """Publish a folder built in `tmp` (a sibling of `final`) as `final`: whatever stands at `final` (a
     damaged or stale folder a killed run left) is removed first, then the rename is atomic, so readers see no

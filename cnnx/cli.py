@@ -59,6 +59,16 @@ def _threads(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+MAX_REPEATS = 1000  # profile --repeats: enough for a stable median; a typo such as 1e9 would run for days
+
+
+def _repeats(text: str) -> int:
+    v = _positive_int(text)
+    if v > MAX_REPEATS:
+        raise argparse.ArgumentTypeError(f"must be <= {MAX_REPEATS}, got {v}")
+    return v
+
+
 def _nonneg_int(text: str) -> int:
     try:
         v = int(text)
@@ -207,8 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trace", default=None, metavar="FILE.vcd",
                    help="dump the waveforms of the RTL cycle measurement (one image): the conv core to "
                         "FILE.vcd, the pool core to FILE.pool.vcd (clock: --clock-mhz or the Fmax, else 100)")
-    r.add_argument("--repeats", type=_positive_int, default=5,
-                   help="timed runs per CPU figure; the table shows their median and spread (default 5)")
+    r.add_argument("--repeats", type=_repeats, default=5,
+                   help="timed runs per CPU figure; the table shows their median and spread "
+                        f"(default 5, at most {MAX_REPEATS})")
     r.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     s = sub.add_parser("synth", help="resources and Fmax of the cores on an ECP5 FPGA (cnnx.fpga)")

@@ -30,6 +30,7 @@ only, to prove that a wrong RTL result is caught (the CLI then exits non-zero).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -118,20 +119,40 @@ class RtlRunner:
         conv_params = {k.lower(): v for k, v in (buffers or {}).items()}
         pool_params = {k.lower(): v for k, v in tiling.pool_params(buffers).items()} if buffers else {}
         self.traces = trace_paths(trace) if trace else []
-        conv_trace, pool_trace = self.traces or (None, None)
-        self.conv = sim.ConvCore(rows=rows, cols=cols, driver=driver, trace=conv_trace,
-                                 trace_clock_mhz=trace_clock_mhz, **conv_params)
-        self.pool = sim.PoolCore(driver=driver, trace=pool_trace, trace_clock_mhz=trace_clock_mhz,
-                                 **pool_params)
+        # the simulators write the VCDs into temporary files beside them, published by close(keep=True):
+        # a failed or interrupted run leaves no half-written waveform (cnnx._atomic)
+        self._trace_tmps = open_trace_temps(self.traces)
+        self.conv = self.pool = None
+        conv_trace, pool_trace = self._trace_tmps or (None, None)
+        try:
+            self.conv = sim.ConvCore(rows=rows, cols=cols, driver=driver, trace=conv_trace,
+                                     trace_clock_mhz=trace_clock_mhz, **conv_params)
+            self.pool = sim.PoolCore(driver=driver, trace=pool_trace, trace_clock_mhz=trace_clock_mhz,
+                                     **pool_params)
+        except BaseException:
+            self.close(keep=False)
+            raise
         self.weights = [layer.w for layer in qmodel.layers]
         if corrupt_rtl_layer is not None:
             if not 0 <= corrupt_rtl_layer < len(qmodel.layers) or qmodel.layers[corrupt_rtl_layer].w is None:
                 raise ValueError(f"corrupt_rtl_layer must index a conv/linear layer, got {corrupt_rtl_layer}")
             self.weights[corrupt_rtl_layer] = _corrupted(self.weights[corrupt_rtl_layer])
 
-    def close(self) -> None:
-        self.conv.close()
-        self.pool.close()
+    def close(self, keep: bool = True) -> None:
+        """Stop the simulators; the VCDs of `trace` are published when `keep` (the run completed) and
+        removed when not (an error or an interrupt: a partial waveform is not left behind)."""
+        from ._atomic import publish_temp
+
+        for core in (self.conv, self.pool):
+            if core is not None:
+                core.close()
+        tmps, self._trace_tmps = self._trace_tmps, []
+        for tmp, final in zip(tmps, self.traces, strict=True):
+            if keep:
+                publish_temp(tmp, final)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
 
     def run_layer(self, i: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(int8 output, cycles per image) of int8 layer i on the RTL, tiled to the cores' buffers
@@ -159,6 +180,39 @@ def trace_paths(path) -> list[str]:
 
     p = Path(path)
     return [str(p), str(p.with_name(p.stem + ".pool.vcd"))]
+
+
+def open_trace_temps(paths: list[str]) -> list[str]:
+    """One temporary file beside each VCD of `paths` (cnnx._atomic.temp_beside), created before any
+    simulation, so that a path the VCD cannot be written to is refused first (ValueError, one line)."""
+    from ._atomic import temp_beside
+
+    tmps: list[str] = []
+    try:
+        for path in paths:
+            if os.path.isdir(path):
+                raise ValueError(f"--trace {path} is a directory; give a file name such as {path}/run.vcd")
+            try:
+                tmps.append(temp_beside(path))
+            except OSError as e:
+                raise ValueError(f"--trace {path} cannot be written ({e.strerror or type(e).__name__})") \
+                    from None
+    except BaseException:
+        for tmp in tmps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    return tmps
+
+
+def check_trace(path) -> None:
+    """Refuse (ValueError, one line) a --trace path the VCDs cannot be written to, before any work: the
+    temporary files are made and removed again."""
+    if not str(path).strip():
+        raise ValueError("--trace needs a file name, e.g. --trace run.vcd")
+    for tmp in open_trace_temps(trace_paths(path)):
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def sim_build_seconds() -> float:
@@ -380,6 +434,9 @@ class CosimResult:
         return "\n".join(lines)
 
 
+# --trace dumps every clock edge: a LeNet-5 image writes ~139 MB of conv-core VCD (measured, 8x8 array), so
+# a run of many traced images would fill a disk for a waveform nobody opens; the CLI refuses more than this.
+TRACE_MAX_IMAGES = 8
 GOLDEN_PATHS = ("float-numpy", "int8-numpy")  # the paths that run on the golden subset only
 
 
@@ -520,6 +577,7 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
         thread = threading.Thread(target=cpu_paths, name="cnnx-cosim-cpu", daemon=True)
         thread.start()
 
+    completed = False
     try:
         if workers == 1:
             results[0] = _compare_chunk(qmodel, x_int8, rows, cols, driver, corrupt_rtl_layer, batch,
@@ -539,10 +597,11 @@ def run_cosim(model, images: np.ndarray, labels: np.ndarray, *, qmodel: ptq.Quan
             out = run_workers(_chunk_worker, jobs, stall_timeout=timeout, on_progress=bar.update,
                               what="co-simulation worker")
             results = dict(enumerate(out))
+        completed = True
     finally:
         bar.close()
         if runner is not None and workers == 1:
-            runner.close()  # finishes the VCD files of --trace
+            runner.close(keep=completed)  # finishes the VCD files of --trace (removed if the run failed)
     rtl_time = time.perf_counter() - t_rtl
     if thread is not None:
         thread.join()
@@ -704,7 +763,7 @@ def cli_cosim(args) -> int:
     """`cnnx cosim RUN_DIR --images N --array 8x8 --workers K --driver fast|python --json`: 0 when every int8
     tensor matched and the float paths are finite, 1 when not (or a worker failed), 2 on bad input. Every
     usage check runs here, in the parent, before any worker starts."""
-    from ._cliutil import print_clear, progress_on
+    from ._cliutil import CliError, print_clear, progress_on
 
     as_json = getattr(args, "json", False)
     trace = getattr(args, "trace", None)
@@ -715,6 +774,11 @@ def cli_cosim(args) -> int:
             print_clear(f"cnnx cosim: --workers {args.workers} is more than the {cpus} CPUs this process may "
                         f"use; using {cpus}")
         tclock = None
+        if trace is not None:
+            if args.images > TRACE_MAX_IMAGES:
+                raise CliError(f"--trace dumps every clock edge (~140 MB per LeNet-5 image): at most "
+                               f"{TRACE_MAX_IMAGES} images with --trace, got --images {args.images}")
+            check_trace(trace)
         if trace:
             tclock, basis = trace_clock(array, getattr(args, "trace_clock_mhz", None))
             if not getattr(args, "quiet", False):

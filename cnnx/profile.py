@@ -140,6 +140,7 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
         runner = RtlRunner(qmodel, rows, cols, driver, buffers=buffers, trace=trace,
                            trace_clock_mhz=clock_mhz)
         k = 1 if trace else max(1, min(rtl_images, n))
+        completed = False
         try:
             for i, row in enumerate(rows_out):
                 if row["kind"] == "flatten":
@@ -148,8 +149,9 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
                 y, cyc = runner.run_layer(i, q_inputs[i][:k])
                 row["rtl_cycles"] = int(np.max(cyc))  # every image takes the same: data-independent cycles
                 row["rtl_bit_identical"] = bool(np.array_equal(y, q_inputs[i + 1][:k]))
+            completed = True
         finally:
-            runner.close()  # finishes the VCD files
+            runner.close(keep=completed)  # finishes the VCD files (removed if the measurement failed)
     for row in rows_out:
         cyc = row.get("rtl_cycles") if rtl else None
         cyc = cyc if cyc is not None else row["model_cycles"]
@@ -435,6 +437,10 @@ def cli_profile(args) -> int:
                               freq_mhz=args.synth_freq, seed=args.seed, run_synth=args.synth,
                               progress=(lambda m: print(f"   {m}", file=sys.stderr, flush=True))
                               if progress_on(args) else None)
+        if getattr(args, "trace", None) is not None:
+            from .harness import check_trace
+
+            check_trace(args.trace)  # a path the VCDs cannot be written to: refused before the timings
         with output_dir(out, "--out", files=PROFILE_FILES, what="profile directory"):
             prof = profile_run_dir(run_dir, n_images=args.images, array=array, clock_mhz=clock["clock_mhz"],
                                    data=getattr(args, "data", None), buffers=getattr(args, "buffers", None),

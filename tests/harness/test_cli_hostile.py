@@ -1,0 +1,93 @@
+"""The issue-15 surface as a hostile user meets it (review): --trace to paths no VCD can be written to, a
+traced run that fails half-way, --trace with many images, --repeats beyond reason. Each is refused with one
+line and exit 2 before any work, or leaves nothing half-written behind."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cnnx import cli, harness, schemas
+
+
+def run_json(capsys, *argv):
+    code = cli.main([str(a) for a in argv] + ["--json"])
+    out, err = capsys.readouterr()
+    obj = json.loads(out)  # exactly one JSON object on stdout
+    return code, obj, err
+
+
+def assert_refused(capsys, *argv, match):
+    code, obj, err = run_json(capsys, *argv)
+    assert code == 2, err
+    assert not schemas.validate(obj, schemas.load("error")), obj
+    assert match in obj["error"]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cnnx ") and match in lines[0], err
+    assert "Traceback" not in err
+
+
+def no_work(monkeypatch):
+    """Fail the test if a refused command got as far as loading the run."""
+    def boom(*a, **k):
+        pytest.fail("the run was loaded: the bad --trace was not refused first")
+
+    monkeypatch.setattr(harness, "load_run", boom)
+
+
+@pytest.mark.parametrize("cmd", ["cosim", "profile"])
+@pytest.mark.parametrize("where", ["under_a_file", "a_directory", "missing_dir", "proc", "empty"])
+def test_trace_path_that_cannot_be_written_is_refused_first(capsys, tmp_path, monkeypatch, tiny_run_dir,
+                                                             cmd, where):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    trace = {"under_a_file": tmp_path / "afile" / "x.vcd", "a_directory": tmp_path / "adir",
+             "missing_dir": tmp_path / "nope" / "x.vcd", "proc": "/proc/cnnx-no/x.vcd", "empty": ""}[where]
+    no_work(monkeypatch)
+    extra = ["--out", tmp_path / "prof"] if cmd == "profile" else []
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert_refused(capsys, cmd, tiny_run_dir, "--images", "1", "--trace", trace, *extra, match="--trace")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing made, no temporary file left
+    assert list((tmp_path / "adir").iterdir()) == []
+
+
+def test_trace_with_many_images_is_refused(capsys, tmp_path, monkeypatch, tiny_run_dir):
+    no_work(monkeypatch)
+    n = harness.TRACE_MAX_IMAGES + 1
+    assert_refused(capsys, "cosim", tiny_run_dir, "--images", n, "--trace", tmp_path / "t.vcd",
+                   match=f"at most {harness.TRACE_MAX_IMAGES} images")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("repeats", ["1001", "100000000000000000000"])
+def test_profile_repeats_beyond_reason_is_refused(capsys, tmp_path, repeats):
+    assert_refused(capsys, "profile", tmp_path, "--repeats", repeats, match="--repeats")
+
+
+def test_an_interrupted_traced_run_leaves_no_vcd(capsys, tmp_path, monkeypatch, tiny_run_dir):
+    """Ctrl-C half-way through a traced run: no VCD (nor its temporary file) is left, exit 130."""
+    real = harness.RtlRunner.run_layer
+
+    def run_layer(self, i, x):
+        if i == 2:  # the conv core has written two layers' edges by now
+            assert any(Path(t).stat().st_size > 0 for t in self._trace_tmps)
+            raise KeyboardInterrupt
+        return real(self, i, x)
+
+    monkeypatch.setattr(harness.RtlRunner, "run_layer", run_layer)
+    code, obj, err = run_json(capsys, "cosim", tiny_run_dir, "--images", "1", "--golden-images", "0",
+                              "--trace", tmp_path / "t.vcd")
+    assert code == 130 and obj["exit_code"] == 130, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_traced_run_publishes_whole_vcds_and_no_temporary_file(capsys, tmp_path, tiny_run_dir):
+    code, obj, err = run_json(capsys, "profile", tiny_run_dir, "--images", "1", "--repeats", "1",
+                              "--array", "4x4", "--out", tmp_path / "prof", "--trace", tmp_path / "t.vcd",
+                              "--no-progress")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prof", "t.pool.vcd", "t.vcd"]
+    for name in ("t.vcd", "t.pool.vcd"):
+        text = (tmp_path / name).read_bytes()
+        assert text.startswith(b"$version") and b"$timescale" in text[:400]
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
