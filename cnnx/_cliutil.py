@@ -86,6 +86,35 @@ def broken_pipe_exit() -> int:
     return EXIT_SIGPIPE
 
 
+def std_streams_open() -> None:
+    """A closed stderr (`cnnx ... 2>&-`) or stdout makes Python's sys.stderr/sys.stdout None, and print(...,
+    file=None) then writes to stdout: human text and error lines would land in the --json output. Point a
+    closed one at /dev/null instead."""
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+
+
+def output_failed_exit(command: str, e: OSError, as_json: bool = False) -> int:
+    """An OSError that ended a command while it printed (stdout on a full disk or /dev/full, an I/O error):
+    one line on stderr (and the error object under --json) where they can still be written, then stdout and
+    stderr pointed at /dev/null so the interpreter's final flush does not fail again (no traceback).
+    Exit 2."""
+    reason = f"cannot write the output ({e.strerror or e})"
+    msg = f"cnnx {command}: error: {reason}"
+    with contextlib.suppress(OSError, ValueError):
+        print(msg, file=sys.stderr, flush=True)
+    if as_json:
+        with contextlib.suppress(OSError, ValueError):
+            print(json.dumps({"error": reason, "exit_code": EXIT_BAD_INPUT}), flush=True)
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, sys.stderr.fileno())
+    return EXIT_BAD_INPUT
+
+
 class CliError(Exception):
     """An error the CLI reports as one line with exit code `code` (default 2: bad input or environment)."""
 

@@ -28,10 +28,12 @@ from ._cliutil import (
     dumps,
     exit_code_of_signal,
     output_dir,
+    output_failed_exit,
     plural,
     progress_on,
     quiet_stdout,
     sigterm_as_interrupt,
+    std_streams_open,
 )
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
@@ -489,6 +491,7 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "cosim": cmd_cosim, "profile":
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    std_streams_open()  # `2>&-`: nothing meant for stderr may fall through to stdout
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -506,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
                 return cli_error(args.command, e, getattr(args, "json", False))
     except BrokenPipeError:  # `cnnx eval RUN | head`: the reader left; end quietly, as a killed pipe would
         return broken_pipe_exit()
+    except OSError as e:  # the output cannot be written (`> /dev/full`, a full disk): one line, no traceback
+        return output_failed_exit(args.command, e, getattr(args, "json", False))
 
 
 if __name__ == "__main__":

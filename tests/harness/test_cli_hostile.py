@@ -91,3 +91,31 @@ def test_a_traced_run_publishes_whole_vcds_and_no_temporary_file(capsys, tmp_pat
         text = (tmp_path / name).read_bytes()
         assert text.startswith(b"$version") and b"$timescale" in text[:400]
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
+
+
+def sh(cmd):
+    import subprocess
+    import sys
+
+    return subprocess.run(cmd.replace("CNNX", f"{sys.executable} -m cnnx"), shell=True, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("flags", ["", "--json"])
+def test_stdout_on_a_full_device_is_one_line_exit_2(tiny_run_dir, flags):
+    p = sh(f"CNNX eval {tiny_run_dir} --images 10 {flags} > /dev/full")
+    assert p.returncode == 2, p.stderr
+    assert "Traceback" not in p.stderr and "Exception ignored" not in p.stderr, p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert last == "cnnx eval: error: cannot write the output (No space left on device)"
+
+
+@pytest.mark.parametrize("target", ["RUN --images 10", "/nonexistent/run"])
+def test_closed_stderr_leaves_one_json_object_on_stdout(tiny_run_dir, target):
+    p = sh(f"CNNX eval {target.replace('RUN', str(tiny_run_dir))} --json 2>&-")
+    lines = p.stdout.strip().splitlines()
+    assert len(lines) == 1, p.stdout  # no report, no error line mixed in: stderr was closed, not stdout
+    obj = json.loads(lines[0])
+    assert not schemas.validate(obj, schemas.load("eval" if p.returncode == 0 else "error")), obj
+    assert p.returncode == (0 if "RUN" in target else 2)
