@@ -347,6 +347,8 @@ def cmd_train(args) -> int:
             if args.resume:
                 remove_stale_temps(run_dir, all_=True)  # locked: no temporary file there is a live write
             summary = fit(cfg, run_dir, resume=args.resume, progress=progress_on(args), log=out.say)
+    except BrokenPipeError:  # `cnnx train ... | head -1`: main's quiet exit 141, not an OSError's exit 2
+        raise
     except TrainingInterrupted as e:
         print(
             f"cnnx train: interrupted; resumable checkpoint saved to {e.checkpoint} "

@@ -98,7 +98,7 @@ def sh(cmd):
     import sys
 
     return subprocess.run(cmd.replace("CNNX", f"{sys.executable} -m cnnx"), shell=True, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, executable="/bin/bash")
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
@@ -119,3 +119,22 @@ def test_closed_stderr_leaves_one_json_object_on_stdout(tiny_run_dir, target):
     obj = json.loads(lines[0])
     assert not schemas.validate(obj, schemas.load("eval" if p.returncode == 0 else "error")), obj
     assert p.returncode == (0 if "RUN" in target else 2)
+
+
+def test_train_into_a_closed_pipe_exits_141_quietly(tmp_path):
+    """stdout a pipe whose reader is already gone (deterministic `| head`): train's first log line meets
+    EPIPE inside the run; the exit is the quiet 141 of every subcommand, not an OSError's exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([sys.executable, "-m", "cnnx", "train", "--epochs", "1", "--limit", "300", "--val",
+                            "100", "--no-progress", "--out", str(tmp_path / "r")], stdout=w,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(w)
+    assert p.returncode == 141, p.stderr
+    assert p.stderr == "", p.stderr  # no 'error: [Errno 32] Broken pipe'
