@@ -205,11 +205,18 @@ def open_trace_temps(paths: list[str]) -> list[str]:
     return tmps
 
 
-def check_trace(path) -> None:
-    """Refuse (ValueError, one line) a --trace path the VCDs cannot be written to, before any work: the
+def check_trace(path, clock_mhz: float | None = None, clock_flag: str = "--trace-clock-mhz") -> None:
+    """Refuse (ValueError, one line) a --trace path the VCDs cannot be written to, or a VCD clock
+    (`clock_mhz`, given by `clock_flag`) the drivers' 1 ps time base cannot carry, before any work: the
     temporary files are made and removed again."""
     if not str(path).strip():
         raise ValueError("--trace needs a file name, e.g. --trace run.vcd")
+    if clock_mhz is not None:
+        try:
+            import_sim().drivers.trace_period_ps(clock_mhz)
+        except ValueError:
+            raise ValueError(f"{clock_flag} {clock_mhz:g}: the VCD's clock must be in [0.001, 500000] MHz "
+                             "(one period is a whole number of ps)") from None
     for tmp in open_trace_temps(trace_paths(path)):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -778,7 +785,9 @@ def cli_cosim(args) -> int:
             if args.images > TRACE_MAX_IMAGES:
                 raise CliError(f"--trace dumps every clock edge (~140 MB per LeNet-5 image): at most "
                                f"{TRACE_MAX_IMAGES} images with --trace, got --images {args.images}")
-            check_trace(trace)
+            check_trace(trace, getattr(args, "trace_clock_mhz", None))
+        elif getattr(args, "trace_clock_mhz", None) is not None:
+            raise CliError("--trace-clock-mhz sets the clock of --trace's VCD; give --trace FILE.vcd too")
         if trace:
             tclock, basis = trace_clock(array, getattr(args, "trace_clock_mhz", None))
             if not getattr(args, "quiet", False):

@@ -138,7 +138,7 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
     if rtl:
         check_fits_rtl(qmodel, rows, cols, buffers)  # a layer the tiler cannot split: refused by name, first
         runner = RtlRunner(qmodel, rows, cols, driver, buffers=buffers, trace=trace,
-                           trace_clock_mhz=clock_mhz)
+                           trace_clock_mhz=clock_mhz if trace else None)  # the VCD's clock: only if traced
         k = 1 if trace else max(1, min(rtl_images, n))
         completed = False
         try:
@@ -440,7 +440,8 @@ def cli_profile(args) -> int:
         if getattr(args, "trace", None) is not None:
             from .harness import check_trace
 
-            check_trace(args.trace)  # a path the VCDs cannot be written to: refused before the timings
+            # a path the VCDs cannot be written to, or a clock they cannot carry: refused before the timings
+            check_trace(args.trace, clock["clock_mhz"], "--clock-mhz")
         with output_dir(out, "--out", files=PROFILE_FILES, what="profile directory"):
             prof = profile_run_dir(run_dir, n_images=args.images, array=array, clock_mhz=clock["clock_mhz"],
                                    data=getattr(args, "data", None), buffers=getattr(args, "buffers", None),

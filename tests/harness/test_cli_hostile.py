@@ -138,3 +138,26 @@ def test_train_into_a_closed_pipe_exits_141_quietly(tmp_path):
         os.close(w)
     assert p.returncode == 141, p.stderr
     assert p.stderr == "", p.stderr  # no 'error: [Errno 32] Broken pipe'
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["cosim", "--trace", "T", "--trace-clock-mhz", "1e30"], "--trace-clock-mhz 1e+30"),
+    (["profile", "--trace", "T", "--clock-mhz", "1e6", "--force"], "--clock-mhz 1e+06"),
+    (["cosim", "--trace-clock-mhz", "50"], "give --trace FILE.vcd too"),
+])
+def test_a_vcd_clock_out_of_range_or_without_trace_is_refused_first(capsys, tmp_path, monkeypatch,
+                                                                    tiny_run_dir, argv, match):
+    no_work(monkeypatch)
+    argv = [a if a != "T" else tmp_path / "t.vcd" for a in argv]
+    out = ["--out", tmp_path / "p"] if argv[0] == "profile" else []
+    assert_refused(capsys, argv[0], tiny_run_dir, "--images", "1", *argv[1:], *out, match=match)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_profile_clock_beyond_a_vcd_clock_is_not_a_trace_error(capsys, tmp_path, tiny_run_dir):
+    """Without --trace, --clock-mhz (with --force) is only a divisor of the cycles: the VCD clock's range
+    does not apply (it was refused as 'trace_clock_mhz must be ...', a flag the user never gave)."""
+    code, obj, _ = run_json(capsys, "profile", tiny_run_dir, "--images", "1", "--repeats", "1", "--array",
+                            "4x4", "--clock-mhz", "1e6", "--force", "--out", tmp_path / "p", "--no-progress")
+    assert code == 0, obj
+    assert not schemas.validate(obj, schemas.load("profile")) and obj["clock_mhz"] == 1e6
