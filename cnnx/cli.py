@@ -193,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", default=None, metavar="FILE.npz", help="use this dataset (default: the run's)")
     c.add_argument("--trace", default=None, metavar="FILE.vcd",
                    help="dump the RTL's waveforms, every clock edge: the conv core to FILE.vcd, the pool "
-                        "core to FILE.pool.vcd (1 ps units; slow, meant for --images 1; one worker)")
+                        "core to FILE.pool.vcd (1 ps units; slow, meant for --images 1; at most 8; one "
+                        "worker; written only when the run completes)")
     c.add_argument("--trace-clock-mhz", type=_positive_finite, default=None, metavar="MHZ",
                    help="clock of the VCD's time axis (default: the Fmax `cnnx synth` reports for this "
                         "array, else 100 MHz)")

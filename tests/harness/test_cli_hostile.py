@@ -161,3 +161,9 @@ def test_profile_clock_beyond_a_vcd_clock_is_not_a_trace_error(capsys, tmp_path,
                             "4x4", "--clock-mhz", "1e6", "--force", "--out", tmp_path / "p", "--no-progress")
     assert code == 0, obj
     assert not schemas.validate(obj, schemas.load("profile")) and obj["clock_mhz"] == 1e6
+
+
+def test_trace_help_states_the_image_limit():
+    cosim = cli.build_parser()._subparsers._group_actions[0].choices["cosim"]
+    (trace,) = [a for a in cosim._actions if "--trace" in a.option_strings]
+    assert f"at most {harness.TRACE_MAX_IMAGES}" in trace.help
