@@ -500,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except CliError as e:  # a usage error: one line, exit 2
         cmd = argv[0] if argv and argv[0] in COMMANDS else ""
-        return cli_error(cmd, e, "--json" in argv)
+        # argparse takes an unambiguous prefix (--js) as --json: the error object is owed to it too
+        return cli_error(cmd, e, any(len(a) > 2 and "--json".startswith(a) for a in argv))
     except SystemExit as e:  # --help, --version
         return int(e.code or 0)
     # SIGTERM stops a command like Ctrl-C does (workers stopped, locks released), with one line

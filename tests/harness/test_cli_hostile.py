@@ -167,3 +167,12 @@ def test_trace_help_states_the_image_limit():
     cosim = cli.build_parser()._subparsers._group_actions[0].choices["cosim"]
     (trace,) = [a for a in cosim._actions if "--trace" in a.option_strings]
     assert f"at most {harness.TRACE_MAX_IMAGES}" in trace.help
+
+
+@pytest.mark.parametrize("flag", ["--json", "--js", "--j"])
+def test_a_usage_error_under_an_abbreviated_json_flag_prints_the_error_object(capsys, flag):
+    code = cli.main(["eval", "RUN", flag, "--images", "x"])
+    out, err = capsys.readouterr()
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    obj = json.loads(out)  # argparse accepts --js for --json, so the usage error answers in JSON as well
+    assert not schemas.validate(obj, schemas.load("error")) and "--images" in obj["error"]
