@@ -209,8 +209,8 @@ def check_trace(path, clock_mhz: float | None = None, clock_flag: str = "--trace
     """Refuse (ValueError, one line) a --trace path the VCDs cannot be written to, or a VCD clock
     (`clock_mhz`, given by `clock_flag`) the drivers' 1 ps time base cannot carry, before any work: the
     temporary files are made and removed again."""
-    if not str(path).strip():
-        raise ValueError("--trace needs a file name, e.g. --trace run.vcd")
+    if not str(path).strip() or str(path).endswith("/"):  # 'dir/' would write a FILE named dir
+        raise ValueError(f"--trace needs a file name, e.g. --trace {str(path).strip() or ''}run.vcd")
     if clock_mhz is not None:
         try:
             import_sim().drivers.trace_period_ps(clock_mhz)
@@ -784,7 +784,7 @@ def cli_cosim(args) -> int:
         if trace is not None:
             if args.images > TRACE_MAX_IMAGES:
                 raise CliError(f"--trace dumps every clock edge (~140 MB per LeNet-5 image): at most "
-                               f"{TRACE_MAX_IMAGES} images with --trace, got --images {args.images}")
+                               f"{TRACE_MAX_IMAGES} images with --trace, got --images {args.images} (try --images 1)")
             check_trace(trace, getattr(args, "trace_clock_mhz", None))
         elif getattr(args, "trace_clock_mhz", None) is not None:
             raise CliError("--trace-clock-mhz sets the clock of --trace's VCD; give --trace FILE.vcd too")

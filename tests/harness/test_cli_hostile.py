@@ -36,13 +36,15 @@ def no_work(monkeypatch):
 
 
 @pytest.mark.parametrize("cmd", ["cosim", "profile"])
-@pytest.mark.parametrize("where", ["under_a_file", "a_directory", "missing_dir", "proc", "empty"])
+@pytest.mark.parametrize("where", ["under_a_file", "a_directory", "missing_dir", "proc", "empty",
+                                   "slash"])
 def test_trace_path_that_cannot_be_written_is_refused_first(capsys, tmp_path, monkeypatch, tiny_run_dir,
                                                              cmd, where):
     (tmp_path / "afile").write_text("x")
     (tmp_path / "adir").mkdir()
     trace = {"under_a_file": tmp_path / "afile" / "x.vcd", "a_directory": tmp_path / "adir",
-             "missing_dir": tmp_path / "nope" / "x.vcd", "proc": "/proc/cnnx-no/x.vcd", "empty": ""}[where]
+             "missing_dir": tmp_path / "nope" / "x.vcd", "proc": "/proc/cnnx-no/x.vcd", "empty": "",
+             "slash": f"{tmp_path / 'newdir'}/"}[where]
     no_work(monkeypatch)
     extra = ["--out", tmp_path / "prof"] if cmd == "profile" else []
     before = sorted(p.name for p in tmp_path.iterdir())
