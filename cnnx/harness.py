@@ -784,7 +784,8 @@ def cli_cosim(args) -> int:
         if trace is not None:
             if args.images > TRACE_MAX_IMAGES:
                 raise CliError(f"--trace dumps every clock edge (~140 MB per LeNet-5 image): at most "
-                               f"{TRACE_MAX_IMAGES} images with --trace, got --images {args.images} (try --images 1)")
+                               f"{TRACE_MAX_IMAGES} images with --trace, got --images {args.images} "
+                               "(try --images 1)")
             check_trace(trace, getattr(args, "trace_clock_mhz", None))
         elif getattr(args, "trace_clock_mhz", None) is not None:
             raise CliError("--trace-clock-mhz sets the clock of --trace's VCD; give --trace FILE.vcd too")
