@@ -16,6 +16,7 @@ pipe on stdout (`cnnx eval RUN | head`) ends the command quietly with exit 141 (
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -492,6 +493,22 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "cosim": cmd_cosim, "profile":
             "synth": cmd_synth, "import": cmd_import, "export": cmd_export}
 
 
+@contextlib.contextmanager
+def _one_line_warnings(command: str):
+    """Python warnings during a command print as one line, `cnnx CMD: warning: ...`, like its errors (not
+    the interpreter's two lines with a source path and line)."""
+    import warnings
+
+    from ._cliutil import one_line, print_clear
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print_clear(f"cnnx {command}: warning: {one_line(str(message))}")
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     std_streams_open()  # `2>&-`: nothing meant for stderr may fall through to stdout
@@ -506,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     # SIGTERM stops a command like Ctrl-C does (workers stopped, locks released), with one line
     try:
-        with sigterm_as_interrupt(), quiet_stdout(args):
+        with sigterm_as_interrupt(), quiet_stdout(args), _one_line_warnings(args.command):
             try:
                 return int(COMMANDS[args.command](args) or 0)
             except KeyboardInterrupt as e:

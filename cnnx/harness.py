@@ -132,6 +132,9 @@ class RtlRunner:
         except BaseException:
             self.close(keep=False)
             raise
+        for core, final in zip((self.conv, self.pool), self.traces, strict=False):  # no trace: none
+            if hasattr(core._be, "trace"):  # the python driver's warnings name the file the user opens
+                core._be.trace = final
         self.weights = [layer.w for layer in qmodel.layers]
         if corrupt_rtl_layer is not None:
             if not 0 <= corrupt_rtl_layer < len(qmodel.layers) or qmodel.layers[corrupt_rtl_layer].w is None:

@@ -178,3 +178,18 @@ def test_a_usage_error_under_an_abbreviated_json_flag_prints_the_error_object(ca
     assert code == 2 and len(err.strip().splitlines()) == 1
     obj = json.loads(out)  # argparse accepts --js for --json, so the usage error answers in JSON as well
     assert not schemas.validate(obj, schemas.load("error")) and "--images" in obj["error"]
+
+
+def test_the_python_drivers_vcd_limit_warns_in_one_line_naming_the_published_file(capsys, tmp_path,
+                                                                                   tiny_run_dir):
+    """At 0.001 MHz the python driver's 32-bit VCD time ends after two clock periods: the warning is one
+    `cnnx cosim: warning:` line naming FILE.vcd (not the temporary file the simulator writes into)."""
+    vcd = tmp_path / "slow.vcd"
+    code, obj, err = run_json(capsys, "cosim", tiny_run_dir, "--images", "1", "--golden-images", "0",
+                              "--driver", "python", "--trace", vcd, "--trace-clock-mhz", "0.001",
+                              "--no-progress")
+    assert code == 0, err
+    warns = [ln for ln in err.splitlines() if "warning" in ln.lower()]
+    assert warns and all(ln.startswith("cnnx cosim: warning: VCD trace ") for ln in warns), err
+    assert any(str(vcd) in ln for ln in warns) and ".tmp" not in err and "UserWarning" not in err, err
+    assert vcd.stat().st_size > 0
