@@ -437,12 +437,12 @@ def cli_profile(args) -> int:
                               freq_mhz=args.synth_freq, seed=args.seed, run_synth=args.synth,
                               progress=(lambda m: print(f"   {m}", file=sys.stderr, flush=True))
                               if progress_on(args) else None)
-        if getattr(args, "trace", None) is not None:
-            from .harness import check_trace
-
-            # a path the VCDs cannot be written to, or a clock they cannot carry: refused before the timings
-            check_trace(args.trace, clock["clock_mhz"], "--clock-mhz")
         with output_dir(out, "--out", files=PROFILE_FILES, what="profile directory"):
+            if getattr(args, "trace", None) is not None:  # (inside: --trace may name a file in --out)
+                from .harness import check_trace
+
+                # a path the VCDs cannot be written to, or a clock they cannot carry: refused before timing
+                check_trace(args.trace, clock["clock_mhz"], "--clock-mhz")
             prof = profile_run_dir(run_dir, n_images=args.images, array=array, clock_mhz=clock["clock_mhz"],
                                    data=getattr(args, "data", None), buffers=getattr(args, "buffers", None),
                                    repeats=getattr(args, "repeats", 5), trace=getattr(args, "trace", None))

@@ -193,3 +193,13 @@ def test_the_python_drivers_vcd_limit_warns_in_one_line_naming_the_published_fil
     assert warns and all(ln.startswith("cnnx cosim: warning: VCD trace ") for ln in warns), err
     assert any(str(vcd) in ln for ln in warns) and ".tmp" not in err and "UserWarning" not in err, err
     assert vcd.stat().st_size > 0
+
+
+def test_profile_trace_into_its_own_new_out_directory(capsys, tmp_path, tiny_run_dir):
+    """--trace may name a file in the --out directory the profile creates (checked once it exists)."""
+    out = tmp_path / "new" / "prof"
+    code, obj, err = run_json(capsys, "profile", tiny_run_dir, "--images", "1", "--repeats", "1", "--array",
+                              "4x4", "--out", out, "--trace", out / "t.vcd", "--no-progress")
+    assert code == 0, err
+    assert obj["traces"] == [str(out / "t.vcd"), str(out / "t.pool.vcd")]
+    assert (out / "t.vcd").stat().st_size > 0 and (out / "profile.json").is_file()
