@@ -626,6 +626,7 @@ module cnnx_conv_core #(
     // ---------------------------------------------------------------------------------------------------
     wire [COLS*32-1:0] drain_data;
     wire [COLS-1:0]    drain_first;
+    wire [COLS-1:0]    drain_soon;
 
     cnnx_systolic_array #(
         .ROWS(ROWS),
@@ -641,7 +642,8 @@ module cnnx_conv_core #(
         .first(first_feed_q),
         .last(last_feed_q),
         .drain_data(drain_data),
-        .drain_first(drain_first)
+        .drain_first(drain_first),
+        .drain_soon(drain_soon)
     );
 
     // ---------------------------------------------------------------------------------------------------
@@ -658,7 +660,8 @@ module cnnx_conv_core #(
             reg              busy_w_reg;
             reg [RW-1:0]     j_reg;             // rows of the tile already drained
             reg [OB_AW-1:0]  slot_reg;          // next byte of the output bank
-            reg [BB_AW-1:0]  fj_reg;            // filter tile of the next tile to drain
+            reg [BB_AW-1:0]  fj_reg;            // filter tile of the next tile to drain (advanced when
+                                                // its bias read starts, one cycle before its drain)
             reg [D-1:0]      wfrem_reg;         // F - its first filter
             reg              dq_valid_reg;
             reg              dq_last_reg;
@@ -691,7 +694,7 @@ module cnnx_conv_core #(
                             j_reg <= j + 1'b1;
                         end
                     end
-                    if (drain_first[c]) begin
+                    if (drain_soon[c]) begin
                         if (wfrem_reg <= COLS_D) begin
                             fj_reg <= {BB_AW{1'b0}};
                             wfrem_reg <= f_reg;
@@ -713,15 +716,19 @@ module cnnx_conv_core #(
                 localparam [CB-1:0] BANK = c;
                 assign bank_sel = (wr_addr[BB_AW +: CB] == BANK);
             end
+            // the bias: read when the drain is one cycle away, through the RAM's output register (two
+            // cycles), so it is in bias_q with the first drained row and stays there for the tile's ROWS rows
+            // (the next read starts PERIOD >= ROWS cycles later); nothing but a register follows the RAM
             cnnx_ram_sdp #(
                 .WIDTH(32),
-                .DEPTH(BIAS_DEPTH / (1 << CB))
+                .DEPTH(BIAS_DEPTH / (1 << CB)),
+                .OUT_REG(1)
             ) u_bias (
                 .clk(clk),
                 .we({4{wr_en && idle && !rst && wr_sel == SEL_BIAS && bank_sel}}),
                 .waddr(wr_addr[BB_AW-1:0]),
                 .wdata(wr_data),
-                .re(drain_first[c]),
+                .re(drain_soon[c]),
                 .raddr(fj_reg),
                 .rdata(bias_q)
             );
