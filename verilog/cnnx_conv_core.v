@@ -673,6 +673,15 @@ module cnnx_conv_core #(
             wire             rq_valid;
             wire [7:0]       rq_y;
             wire [OB_AW:0]   rq_tag;
+            // MULT reaches column c through (c mod 4) + 1 registers, from mult_reg or the column before:
+            // copies the synthesis keeps apart (different inputs), each near its column's multiplier; it
+            // settles within 4 cycles of a write, long before a first drained row
+            reg [15:0]       mult_q;
+            if (c % 4 == 0) begin : g_mult_head
+                always @(posedge clk) mult_q <= mult_reg;
+            end else begin : g_mult_next
+                always @(posedge clk) mult_q <= g_writer[c-1].mult_q;
+            end
 
             always @(posedge clk) begin
                 if (rst || start_run) begin
@@ -742,7 +751,7 @@ module cnnx_conv_core #(
                 .acc(dq_reg),
                 .bias(bias_q),
                 .tag_in({dq_last_reg, dq_slot_reg}),
-                .mult(mult_reg),
+                .mult(mult_q),
                 .shift(shift_reg),
                 .relu(relu_reg),
                 .out_valid(rq_valid),

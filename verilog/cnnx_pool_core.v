@@ -161,6 +161,16 @@ module cnnx_pool_core #(
             end
             case (state_reg)
                 ST_IDLE: begin
+                    // the walker is held at its first window while idle (not loaded on `start`: the
+                    // walker's registers then do not wait for the start decision)
+                    ch_reg <= {D{1'b0}}; oh_i_reg <= {D{1'b0}}; ow_i_reg <= {D{1'b0}};
+                    kh_i_reg <= {D{1'b0}}; kw_i_reg <= {D{1'b0}};
+                    last_kw <= k_is1_reg; last_kh <= k_is1_reg; last_ow <= ow_is1_reg;
+                    last_oh <= oh_is1_reg; last_ch <= c_le_lanes_reg;
+                    ch_base_reg <= {IB_AW{1'b0}}; row_base_reg <= {IB_AW{1'b0}};
+                    win_reg <= {IB_AW{1'b0}}; tap_row_reg <= {IB_AW{1'b0}}; tap_reg <= {IB_AW{1'b0}};
+                    oidx_reg <= {OB_AW{1'b0}};
+                    lane_on_reg <= lane_on_first;
                     if (start && empty_layer) begin
                         // nothing to pool (a register left at zero): finish at once rather than hang
                         done_reg <= 1'b1;
@@ -170,14 +180,6 @@ module cnnx_pool_core #(
                         done_reg <= 1'b0;
                         cycle_reg <= 32'd0;
                         t_valid_reg <= 1'b1;
-                        ch_reg <= {D{1'b0}}; oh_i_reg <= {D{1'b0}}; ow_i_reg <= {D{1'b0}};
-                        kh_i_reg <= {D{1'b0}}; kw_i_reg <= {D{1'b0}};
-                        last_kw <= k_is1_reg; last_kh <= k_is1_reg; last_ow <= ow_is1_reg;
-                        last_oh <= oh_is1_reg; last_ch <= c_le_lanes_reg;
-                        ch_base_reg <= {IB_AW{1'b0}}; row_base_reg <= {IB_AW{1'b0}};
-                        win_reg <= {IB_AW{1'b0}}; tap_row_reg <= {IB_AW{1'b0}}; tap_reg <= {IB_AW{1'b0}};
-                        oidx_reg <= {OB_AW{1'b0}};
-                        lane_on_reg <= lane_on_first;
                     end
                 end
                 ST_RUN: begin
@@ -294,12 +296,20 @@ module cnnx_pool_core #(
     generate
         for (l = 0; l < LANES; l = l + 1) begin : g_lane
             wire [31:0]        word;
+            reg signed [7:0]   d_sel;
             reg signed [7:0]   d_reg;
             reg signed [7:0]   max_reg;
             reg signed [31:0]  sum_reg;
             reg signed [7:0]   e_max_reg;
             reg signed [31:0]  e_sum_reg;
-            wire signed [7:0]  max_next = (c_first_reg || d_reg > max_reg) ? d_reg : max_reg;
+            // the running max without a comparator in its loop: whether d_reg beats max_reg is decided one
+            // cycle early, while d_reg is being selected, from what max_reg is about to become: max_reg
+            // unchanged (no byte entered), d_reg alone (a window's first byte entered) or the larger of the
+            // two (d > max(a, b) is d > a and d > b); stage D then only muxes
+            reg                gt_max_reg, gt_d_reg, p_valid_reg, p_first_reg;
+            wire               gt = p_valid_reg ? (gt_d_reg && (p_first_reg || gt_max_reg)) : gt_max_reg;
+            wire signed [7:0]  max_next = (c_first_reg || gt) ? d_reg : max_reg;
+            reg [15:0]         mult_q;    // MULT, one copy per lane (next to its multiplier)
             wire signed [31:0] sum_next = (c_first_reg ? 32'sd0 : sum_reg) + {{24{d_reg[7]}}, d_reg};
             wire               rq_valid;
             wire [7:0]         rq_y;
@@ -326,13 +336,20 @@ module cnnx_pool_core #(
                 .rdata(word)
             );
 
-            always @(posedge clk) begin
+            always @(*) begin
                 case (b2_lane_reg)
-                    2'd0: d_reg <= word[7:0];
-                    2'd1: d_reg <= word[15:8];
-                    2'd2: d_reg <= word[23:16];
-                    default: d_reg <= word[31:24];
+                    2'd0: d_sel = word[7:0];
+                    2'd1: d_sel = word[15:8];
+                    2'd2: d_sel = word[23:16];
+                    default: d_sel = word[31:24];
                 endcase
+            end
+            always @(posedge clk) begin
+                d_reg <= d_sel;
+                gt_max_reg <= (d_sel > max_reg);
+                gt_d_reg <= (d_sel > d_reg);
+                p_valid_reg <= c_valid_reg;
+                p_first_reg <= c_first_reg;
                 if (c_valid_reg) begin
                     max_reg <= max_next;
                     sum_reg <= sum_next;
@@ -350,13 +367,21 @@ module cnnx_pool_core #(
                 .acc(e_sum_reg),
                 .bias(32'd0),
                 .tag_in({e_max_reg, e_on_reg[l], e_fin_reg, e_oidx_reg}),
-                .mult(mult_reg),
+                .mult(mult_q),
                 .shift(shift_reg),
                 .relu(1'b0),
                 .out_valid(rq_valid),
                 .y(rq_y),
                 .tag_out(rq_tag)
             );
+            // MULT reaches lane l through (l mod 4) + 1 registers, from mult_reg or the lane before: copies
+            // the synthesis keeps apart (they have different inputs), each near its lane's multiplier; it
+            // settles within 4 cycles of a write, long before a first window sum
+            if (l % 4 == 0) begin : g_mult_head
+                always @(posedge clk) mult_q <= mult_reg;
+            end else begin : g_mult_next
+                always @(posedge clk) mult_q <= g_lane[l-1].mult_q;
+            end
             wire [7:0] value = mode_reg ? rq_y : rq_tag[TAG_W-1 -: 8];
             wire       wr = rq_valid && rq_tag[OB_AW+1];
             if (l == 0) begin : g_fin

@@ -7,7 +7,7 @@
 // Stages (each ends in a register; LATENCY = 6 cycles from in_valid to out_valid):
 //   1  s = acc + bias, 33 bits (exact for any two int32 values)
 //   2  s = s_hi * 2**16 + s_lo with s_hi = s[32:16] signed and s_lo = s[15:0] unsigned: p_hi = s_hi * MULT
-//      on one DSP multiplier (a signed 18x18); s_lo * MULT by shift-and-add in logic, four partial sums of
+//      on one DSP multiplier (a signed 18x18, its product registered inside the DSP: cnnx_mult18); s_lo * MULT by shift-and-add in logic, four partial sums of
 //      four MULT bits each (so the conv core's COLS requantisers cost COLS multipliers, not 2*COLS: an 8x8
 //      conv core then needs 64 + 8 = 72, what an LFE5U-45F has)
 //   3  p_lo = the sum of the four partial sums; p_hi waits
@@ -52,10 +52,10 @@ module cnnx_requant #(
     // stage 1: the bias
     reg signed [32:0] s_reg;
     // stage 2: partial products
-    reg signed [33:0] p_hi_reg;     // s_hi (17 bits signed) * M (16 bits) : 33 bits, one spare
+    wire [33:0]       p_hi_reg;     // s_hi (17 bits signed) * M (16 bits): 33 bits, one spare (cnnx_mult18)
     reg        [79:0] q_lo_reg;     // four partial sums of s_lo * M, 20 bits each
     // stage 3
-    reg signed [33:0] p_hi_q;
+    reg        [33:0] p_hi_q;
     reg        [31:0] p_lo_reg;     // s_lo (16 bits unsigned) * M (16 bits) : 32 bits
     // stage 3: the full product
     reg signed [49:0] x_reg;
@@ -64,10 +64,18 @@ module cnnx_requant #(
     // stage 5: the result
     reg        [7:0]  y_reg;
 
-    // operands extended to the product's width, so the multiply is exactly the wanted one
-    wire signed [33:0] s_hi = {{17{s_reg[32]}}, s_reg[32:16]};
-    wire signed [33:0] m_hi = {18'd0, mult};
-    wire signed [33:0] prod_hi = s_hi * m_hi;
+    // p_hi = s_hi * M, registered inside the DSP block
+    cnnx_mult18 #(
+        .A_W(17),
+        .B_W(17),
+        .P_W(34)
+    ) u_mul_hi (
+        .clk(clk),
+        .rst(rst),
+        .a(s_reg[32:16]),
+        .b({1'b0, mult}),
+        .p(p_hi_reg)
+    );
     // s_lo * M in logic: partial sum g covers MULT bits 4g ... 4g+3
     wire [79:0] q_lo;
     genvar g;
@@ -104,7 +112,6 @@ module cnnx_requant #(
         end
         tag_q <= {tag_q[(LAT-1)*TAG_W-1:0], tag_in};
         s_reg <= {acc[31], acc} + {bias[31], bias};
-        p_hi_reg <= prod_hi;
         q_lo_reg <= q_lo;
         p_hi_q <= p_hi_reg;
         p_lo_reg <= p_lo;

@@ -37,7 +37,17 @@ PACKAGE = "CABGA381"  # offered for LFE5U-25F, -45F and -85F alike (CABGA256 too
 SPEED = 6  # the slowest (default) speed grade: figures that hold on every part
 
 # Bump when the scripts or command lines below change: it is part of the cache key.
-FLOW_RECIPE = "cnnx-fpga-flow-3: read -defer, hierarchy -chparam, synth_ecp5 split at map_ffram, stat -json"
+FLOW_RECIPE = ("cnnx-fpga-flow-4: read -defer, hierarchy -chparam, synth_ecp5 split at map_ffram, "
+               "REGMODE OUTREG on mem_oreg, ECP5 black boxes first, stat -json")
+
+# The block RAMs whose output register the RTL asks for (verilog/cnnx_ram_sdp.v, cnnx_ram_dp.v: memories named
+# mem_oreg, written for synthesis with one read register): Yosys maps memories without the EBR's output
+# register, so the flow sets it, and the read takes the two cycles the simulation models.
+# The ECP5 primitives the RTL instantiates for synthesis (MULT18X18D in verilog/cnnx_mult18.v), as black boxes
+# so `hierarchy -check` knows them before synth_ecp5 reads its own cell library.
+PRIMITIVES = "read_verilog -lib +/lattice/cells_bb_ecp5.v"
+OUTREG = 'setparam -set REGMODE_A "OUTREG" -set REGMODE_B "OUTREG" t:DP16KD n:*mem_oreg* %i'
+
 
 
 class ToolsMissing(RuntimeError):
@@ -85,14 +95,17 @@ def synth_script(top: str, sources: Sequence[str], params: dict[str, int], *, lu
     block and LUT RAM, carry chains, flip-flops), the quick check the test suite runs.
     """
     files = " ".join(sources)
-    second = f"-run map_ffram: -json netlist{tag}.json" if luts else "-run map_ffram:map_luts"
+    second = "-run map_ffram:" if luts else "-run map_ffram:map_luts"
     return "\n".join([
+        PRIMITIVES,
         f"read_verilog -defer -sv {files}",
         f"tee -q -o hierarchy{tag}.txt hierarchy -check -top {top}{_chparams(params)}",
         f"synth_ecp5 -top {top} -run :map_ffram",
         f"tee -q -o ffmem{tag}.txt dump t:$mem_v2",
         f"tee -q -o regs{tag}.txt dump w:*]",
         f"synth_ecp5 -top {top} {second}",
+        OUTREG,
+        *([f"write_json netlist{tag}.json"] if luts else []),
         f"tee -q -o stat{tag}.json stat -json",
         "",
     ])
@@ -102,6 +115,7 @@ def check_script(top: str, sources: Sequence[str], params: dict[str, int] | None
     """Yosys lint: no latches, no multiple drivers or other structural faults (`check -assert`)."""
     files = " ".join(sources)
     return "\n".join([
+        PRIMITIVES,
         f"read_verilog -defer -sv {files}",
         f"hierarchy -check -top {top}{_chparams(params or {})}",
         "proc",
