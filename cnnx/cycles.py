@@ -23,9 +23,10 @@ output bank), 1 for the done flag: 3 + (ROWS + COLS - 2) + 3 + ROWS + 1 + 6 + 1 
 
 Pool core, LANES channels side by side (default POOL_LANES), one input byte per lane per cycle, windows back
 to back; after the walker's last tap (the last of the ceil(C/LANES) * OH * OW * KSIZE**2 walker cycles) come
-A (address add), B (block-RAM read), B2 (the RAM's output register), C (byte select), E (window result)
-and the 6 requantiser stages, the last of which writes the output bank as the run ends:
-    cycles = ceil(C / LANES) * OH * OW * KSIZE * KSIZE + POOL_PIPELINE,    POOL_PIPELINE = 11
+A (address add), B (block-RAM read), B2 (the RAM's output register), C (byte select), C2 (the running max's
+comparisons), E (window result) and the 6 requantiser stages, the last of which writes the output bank as
+the run ends:
+    cycles = ceil(C / LANES) * OH * OW * KSIZE * KSIZE + POOL_PIPELINE,    POOL_PIPELINE = 12
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from __future__ import annotations
 from .shapes import check_positive_int, out_size
 
 CONV_PIPELINE = 12  # the conv core's fixed pipeline stages (derived in the docstring above)
-POOL_PIPELINE = 11  # the pool core's fixed pipeline stages (derived in the docstring above)
+POOL_PIPELINE = 12  # the pool core's fixed pipeline stages (derived in the docstring above)
 POOL_LANES = 4  # verilog/cnnx_pool_core.v's default LANES, which cnnx.sim.PoolCore builds by default
 
 

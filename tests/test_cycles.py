@@ -22,8 +22,8 @@ from cnnx.ptq import QLayer
 # + 1 drain load + ROWS drain steps + 1 drain register + 6 requantiser stages + 1 done flag
 # = ROWS + (2*ROWS + COLS + 12) = 3*ROWS + COLS + 12
 TAIL_PER_ROW, TAIL_PER_COL, TAIL_FIXED = 3, 1, 12
-# the pool core: one input byte per lane per cycle, then A, B, B2, C, E, 6 requantiser stages = 11
-POOL_FIXED = 11
+# the pool core: one input byte per lane per cycle, then A, B, B2, C, C2, E, 6 requantiser stages = 12
+POOL_FIXED = 12
 
 
 def tail(rows, cols):

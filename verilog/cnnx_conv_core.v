@@ -145,7 +145,9 @@ module cnnx_conv_core #(
     reg [IF_AW-1:0] sw_reg;
     reg [IF_AW-1:0] padw_reg;
     // the last index of each loop, registered so the walkers compare without an adder
-    reg [D-1:0]     c_m1_reg, kh_m1_reg, kw_m1_reg, ow_m1_reg, oh_m1_reg;
+    reg [D-1:0]     oh_m1_reg;
+    // ... and the one before it: a walker compares its index with these (i + 1 == N - 1 without the adder)
+    reg [D-1:0]     c_m2_reg, kh_m2_reg, kw_m2_reg, ow_m2_reg;
     reg             c_is1_reg, kh_is1_reg, kw_is1_reg, ow_is1_reg, f_le_cols_reg;
 
     always @(posedge clk) begin
@@ -179,10 +181,10 @@ module cnnx_conv_core #(
     end
     always @(posedge clk) begin
         // static while a run lasts; the set-up cycles give them time to settle after the last write
-        c_m1_reg <= c_reg - 1'b1;
-        kh_m1_reg <= kh_reg - 1'b1;
-        kw_m1_reg <= kw_reg - 1'b1;
-        ow_m1_reg <= ow_reg - 1'b1;
+        c_m2_reg <= c_reg - {{(D-2){1'b0}}, 2'd2};
+        kh_m2_reg <= kh_reg - {{(D-2){1'b0}}, 2'd2};
+        kw_m2_reg <= kw_reg - {{(D-2){1'b0}}, 2'd2};
+        ow_m2_reg <= ow_reg - {{(D-2){1'b0}}, 2'd2};
         oh_m1_reg <= oh_reg - 1'b1;
         c_is1_reg <= (c_reg == 1);
         kh_is1_reg <= (kh_reg == 1);
@@ -275,8 +277,21 @@ module cnnx_conv_core #(
     wire last_ftile = lastf_reg;            // frem_reg <= COLS
     wire setup_end = (state_reg == ST_SETUP) && (pw_cnt_reg == ROWS_M1);
     // a new pixel tile starts after this cycle (not after the last one: the staged rows are then empty)
-    wire new_ptile = setup_end || (tile_end && last_ftile && st_valid_next[0]);
-    wire last_tile = tile_end && last_ftile && !st_valid_next[0];
+    // whether the next pixel tile has a pixel at all: the validity of its first pixel, which the walker
+    // stages in its first step for that tile, registered then (a tile lasts PERIOD >= ROWS cycles, so with
+    // ROWS >= 2 that step lies before the tile's last cycle): the end-of-tile decisions start from a register
+    reg  nxt_valid_reg;
+    wire nxt_valid;
+    generate
+        if (ROWS == 1) begin : g_nxt1
+            assign nxt_valid = st_valid_next[0];
+            wire unused_nxt = nxt_valid_reg;
+        end else begin : g_nxtn
+            assign nxt_valid = nxt_valid_reg;
+        end
+    endgenerate
+    wire new_ptile = setup_end || (tile_end && last_ftile && nxt_valid);
+    wire last_tile = tile_end && last_ftile && !nxt_valid;
 
     // MACs per step of this tile (real rows x real columns), by shift-and-add over the first MM_STEPS
     // cycles of the tile (MM_STEPS = bits of the row count <= ROWS <= PERIOD); the MAC counter adds it to
@@ -328,6 +343,9 @@ module cnnx_conv_core #(
 
             // the pixel walker
             if (pw_step) begin
+                if (pw_cnt_reg == {RW{1'b0}}) begin
+                    nxt_valid_reg <= pw_valid_reg;
+                end
                 pw_cnt_reg <= pw_cnt_reg + 1'b1;
                 st_ih0_reg <= st_ih0_next;
                 st_iw0_reg <= st_iw0_next;
@@ -347,7 +365,7 @@ module cnnx_conv_core #(
                     pw_base_reg <= pw_row_reg + sw_reg;
                 end else begin
                     pw_ow_reg <= pw_ow_reg + 1'b1;
-                    pw_ow_last_reg <= (pw_ow_reg + 1'b1 == ow_m1_reg);
+                    pw_ow_last_reg <= (pw_ow_reg == ow_m2_reg);
                     pw_iw0_reg <= pw_iw0_reg + $signed({{(CW-D){1'b0}}, stride_reg});
                     pw_base_reg <= pw_base_reg + stride_reg[IF_AW-1:0];
                 end
@@ -394,13 +412,13 @@ module cnnx_conv_core #(
                             feed_reg <= 1'b0;
                         end else if (!kw_last_reg) begin
                             tkw_reg <= tkw_reg + 1'b1;
-                            kw_last_reg <= (tkw_reg + 1'b1 == kw_m1_reg);
+                            kw_last_reg <= (tkw_reg == kw_m2_reg);
                             koff_reg <= koff_reg + 1'b1;
                         end else if (!kh_last_reg) begin
                             tkw_reg <= {D{1'b0}};
                             kw_last_reg <= kw_is1_reg;
                             tkh_reg <= tkh_reg + 1'b1;
-                            kh_last_reg <= (tkh_reg + 1'b1 == kh_m1_reg);
+                            kh_last_reg <= (tkh_reg == kh_m2_reg);
                             koff_row_reg <= koff_row_reg + w_reg[IF_AW-1:0];
                             koff_reg <= koff_row_reg + w_reg[IF_AW-1:0];
                         end else begin
@@ -409,7 +427,7 @@ module cnnx_conv_core #(
                             kw_last_reg <= kw_is1_reg;
                             kh_last_reg <= kh_is1_reg;
                             tc_reg <= tc_reg + 1'b1;
-                            c_last_reg <= (tc_reg + 1'b1 == c_m1_reg);
+                            c_last_reg <= (tc_reg == c_m2_reg);
                             koff_chan_reg <= koff_chan_reg + hw_reg;
                             koff_row_reg <= koff_chan_reg + hw_reg;
                             koff_reg <= koff_chan_reg + hw_reg;
@@ -673,14 +691,15 @@ module cnnx_conv_core #(
             wire             rq_valid;
             wire [7:0]       rq_y;
             wire [OB_AW:0]   rq_tag;
-            // MULT reaches column c through (c mod 4) + 1 registers, from mult_reg or the column before:
-            // copies the synthesis keeps apart (different inputs), each near its column's multiplier; it
-            // settles within 4 cycles of a write, long before a first drained row
+            // MULT and SHIFT reach column c through (c mod 4) + 1 registers, from the configuration or the
+            // column before: copies the synthesis keeps apart (different inputs), each near its column's
+            // multiplier and shifter; they settle within 4 cycles of a write, long before a first drained row
             reg [15:0]       mult_q;
+            reg [5:0]        shift_q;
             if (c % 4 == 0) begin : g_mult_head
-                always @(posedge clk) mult_q <= mult_reg;
+                always @(posedge clk) {shift_q, mult_q} <= {shift_reg, mult_reg};
             end else begin : g_mult_next
-                always @(posedge clk) mult_q <= g_writer[c-1].mult_q;
+                always @(posedge clk) {shift_q, mult_q} <= {g_writer[c-1].shift_q, g_writer[c-1].mult_q};
             end
 
             always @(posedge clk) begin
@@ -752,7 +771,7 @@ module cnnx_conv_core #(
                 .bias(bias_q),
                 .tag_in({dq_last_reg, dq_slot_reg}),
                 .mult(mult_q),
-                .shift(shift_reg),
+                .shift(shift_q),
                 .relu(relu_reg),
                 .out_valid(rq_valid),
                 .y(rq_y),
