@@ -15,7 +15,7 @@
 // cycles it needs to prepare the next pixel tile. A run starts with ROWS set-up cycles (the walker prepares
 // the first pixel tile); tiles are then issued back to back, the drain and requantisation of one tile
 // overlapping the compute of the next, so a layer takes
-//     cycles = ROWS + (T - 1) * PERIOD + K + 2*ROWS + COLS + 12,   T = ceil(OH*OW / ROWS) * ceil(F / COLS)
+//     cycles = ROWS + (T - 1) * PERIOD + K + 2*ROWS + COLS + 15,   T = ceil(OH*OW / ROWS) * ceil(F / COLS)
 // counted from the cycle after `start` is sampled to the cycle `done` rises, both included (the cycles
 // `busy` is high). Buffer loading and unloading through the host ports are not counted.
 // cnnx/cycles.py holds the same formula (and derives the constant); tests check the counter against it.
@@ -103,6 +103,8 @@ module cnnx_conv_core #(
     localparam [31:0]   RW_M1_32 = RW - 1;
     localparam [RW-1:0] ROWS_R = ROWS_32[RW-1:0];
     localparam [RW-1:0] ROWS_M1 = ROWS_M1_32[RW-1:0];
+    localparam [31:0]   ROWS_M2_32 = (ROWS >= 2) ? ROWS - 2 : 0;
+    localparam [RW-1:0] ROWS_M2 = ROWS_M2_32[RW-1:0];
     localparam [D-1:0]  COLS_D = COLS_32[D-1:0];
     localparam [31:0]   COLS2_32 = 2 * COLS;
     localparam [D-1:0]  COLS2_D = COLS2_32[D-1:0];
@@ -260,6 +262,7 @@ module cnnx_conv_core #(
     reg               feed_reg;          // stage T carries a MAC step
     reg               first_reg;         // ... the first of the tile
     reg [RW-1:0]      tsat_reg;          // step within the tile, saturating at ROWS - 1
+    reg               tsat_last_reg;     // tsat_reg == ROWS - 1, registered with it
     reg [WB_AW-1:0]   wt_addr_reg;       // byte address of this step's weight in every column bank
     reg [D-1:0]       frem_reg;          // filters from this tile's first to the last (F - f0)
     reg [16:0]        tiles_issued_reg;
@@ -273,7 +276,7 @@ module cnnx_conv_core #(
     // of enables start from registers rather than from 17-bit comparators
     reg  kw_last_reg, kh_last_reg, c_last_reg, lastf_reg;
     wire last_tap = kw_last_reg && kh_last_reg && c_last_reg;
-    wire tile_end = running && (!feed_reg || last_tap) && (tsat_reg == ROWS_M1);
+    wire tile_end = running && (!feed_reg || last_tap) && tsat_last_reg;
     wire last_ftile = lastf_reg;            // frem_reg <= COLS
     wire setup_end = (state_reg == ST_SETUP) && (pw_cnt_reg == ROWS_M1);
     // a new pixel tile starts after this cycle (not after the last one: the staged rows are then empty)
@@ -387,6 +390,7 @@ module cnnx_conv_core #(
                     tc_reg <= {D{1'b0}}; tkh_reg <= {D{1'b0}}; tkw_reg <= {D{1'b0}};
                     koff_reg <= {IF_AW{1'b0}}; koff_row_reg <= {IF_AW{1'b0}}; koff_chan_reg <= {IF_AW{1'b0}};
                     tsat_reg <= {RW{1'b0}};
+                    tsat_last_reg <= (ROWS == 1);
                     feed_reg <= !last_tile;
                     first_reg <= !last_tile;
                     kw_last_reg <= kw_is1_reg; kh_last_reg <= kh_is1_reg; c_last_reg <= c_is1_reg;
@@ -404,6 +408,7 @@ module cnnx_conv_core #(
                 end else begin
                     if (tsat_reg != ROWS_M1) begin
                         tsat_reg <= tsat_reg + 1'b1;
+                        tsat_last_reg <= (tsat_reg == ROWS_M2);
                     end
                     first_reg <= 1'b0;
                     if (feed_reg) begin
@@ -469,6 +474,7 @@ module cnnx_conv_core #(
                         koff_reg <= {IF_AW{1'b0}}; koff_row_reg <= {IF_AW{1'b0}};
                         koff_chan_reg <= {IF_AW{1'b0}};
                         tsat_reg <= {RW{1'b0}};
+                        tsat_last_reg <= (ROWS == 1);
                         feed_reg <= 1'b1;
                         first_reg <= 1'b1;
                         frem_reg <= f_reg;
