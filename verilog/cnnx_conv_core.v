@@ -15,7 +15,7 @@
 // cycles it needs to prepare the next pixel tile. A run starts with ROWS set-up cycles (the walker prepares
 // the first pixel tile); tiles are then issued back to back, the drain and requantisation of one tile
 // overlapping the compute of the next, so a layer takes
-//     cycles = ROWS + (T - 1) * PERIOD + K + 2*ROWS + COLS + 15,   T = ceil(OH*OW / ROWS) * ceil(F / COLS)
+//     cycles = ROWS + (T - 1) * PERIOD + K + 2*ROWS + COLS + 16,   T = ceil(OH*OW / ROWS) * ceil(F / COLS)
 // counted from the cycle after `start` is sampled to the cycle `done` rises, both included (the cycles
 // `busy` is high). Buffer loading and unloading through the host ports are not counted.
 // cnnx/cycles.py holds the same formula (and derives the constant); tests check the counter against it.

@@ -3,7 +3,7 @@
 //
 // LANES channels are pooled side by side, each lane reading one input byte per cycle, windows back to back
 // with no gap, so a layer of C x OH x OW windows of KSIZE x KSIZE takes
-//     cycles = ceil(C / LANES) * OH * OW * KSIZE * KSIZE + 15
+//     cycles = ceil(C / LANES) * OH * OW * KSIZE * KSIZE + 16
 // counted like the conv core: from the cycle after `start` is sampled to the cycle `done` rises, both
 // included; buffer loading and unloading are not counted (cnnx/cycles.py holds the same formula and derives
 // the constant: the pipeline below).
@@ -15,7 +15,7 @@
 // the end of an output row, H*W at the end of a channel group; the tap's offset by 1 or W); stage A, base
 // + tap offset; stage B, the block-RAM read; B2, the RAM's output register; stage C, the byte select;
 // stage C2, the running max's comparisons; stage D, the running max and sum; stage E, the window's result;
-// then cnnx_requant (9 stages, the max value riding in its tag) and the write. No multiplier anywhere.
+// then cnnx_requant (10 stages, the max value riding in its tag) and the write. No multiplier anywhere.
 //
 // Buffers: input and output are banked by lane (channel c lives in bank c mod LANES, at local channel index
 // c div LANES), so the lanes read (and write) the same local address in their own bank: no copies. Each
@@ -353,8 +353,9 @@ module cnnx_pool_core #(
                     default: d_reg <= word[31:24];
                 endcase
                 dd_reg <= d_reg;
-                gt_max_reg <= (d_reg > max_reg);
-                gt_d_reg <= (d_reg > dd_reg);
+                // signed order as unsigned order of the sign-flipped bytes: one carry chain, no sign logic
+                gt_max_reg <= ({~d_reg[7], d_reg[6:0]} > {~max_reg[7], max_reg[6:0]});
+                gt_d_reg <= ({~d_reg[7], d_reg[6:0]} > {~dd_reg[7], dd_reg[6:0]});
                 p_valid_reg <= c2_valid_reg;
                 p_first_reg <= c2_first_reg;
                 if (c2_valid_reg) begin

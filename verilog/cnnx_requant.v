@@ -4,7 +4,7 @@
 //
 //     y = clamp(relu?((acc + bias) * MULT + 2**(SHIFT-1)) >>> SHIFT), -128, 127)
 //
-// Stages (each ends in a register, and each has at most one carry chain; LATENCY = 9 cycles from in_valid
+// Stages (each ends in a register, and each has at most one carry chain; LATENCY = 10 cycles from in_valid
 // to out_valid):
 //   1  s = acc + bias, 33 bits (exact for any two int32 values)
 //   2  s = s_hi * 2**16 + s_lo with s_hi = s[32:16] signed and s_lo = s[15:0] unsigned: p_hi = s_hi * MULT
@@ -16,12 +16,13 @@
 //   4  two products s_lo * MULT[8m+7:8m]; p_hi waits
 //   5  p_lo = s_lo * MULT; p_hi waits
 //   6  x = p_hi * 2**16 + p_lo, the exact 49-bit product
-//   7  t = x >>> (SHIFT - 1)
-//   8  z = (t + 1) >>> 1 mod 256, which is floor((x + 2**(SHIFT-1)) / 2**SHIFT) (round half up) when it
+//   7  t = x >>> (SHIFT - 1), in two steps: by the multiple of 8 here ...
+//   8  ... by the rest here
+//   9  z = (t + 1) >>> 1 mod 256, which is floor((x + 2**(SHIFT-1)) / 2**SHIFT) (round half up) when it
 //      fits; whether it does not: z > 127 exactly when t >= 255 and z < -128 exactly when t <= -258, so
 //      only t's sign, its low 10 bits and whether its upper bits are all-sign are needed (no wide
 //      comparator, but a 41-bit reduction: its own stage)
-//   9  ReLU and the int8 clamp
+//  10  ReLU and the int8 clamp
 // Why so many stages: an ECP5 carry chain of 20 to 50 bits takes 2 to 3 ns plus its routing, and the 49-bit
 // variable shift 3 to 4 LUT levels; each gets its own cycle, so the core runs at 150 MHz.
 // `tag_in` rides along unchanged (the cores carry the output address and write enable in it).
@@ -50,7 +51,7 @@ module cnnx_requant #(
         end
     endgenerate
 
-    localparam LAT = 9;
+    localparam LAT = 10;
 
     reg [LAT-1:0]        valid_q;
     reg [LAT*TAG_W-1:0]  tag_q;
@@ -66,12 +67,14 @@ module cnnx_requant #(
     reg        [31:0]  p_lo_reg;    // s_lo (16 bits unsigned) * M (16 bits): 32 bits
     // stage 6: the full product
     reg signed [49:0] x_reg;
-    // stage 7: shifted by S - 1
+    // stage 7 and 8: shifted by S - 1
+    reg signed [49:0] t8_reg;
+    reg        [2:0]  shift_lo;     // (SHIFT - 1) mod 8, for stage 8
     reg signed [49:0] t_reg;
-    // stage 8: the rounded value and the flags of the clamp
+    // stage 9: the rounded value and the flags of the clamp
     reg               neg_reg, fits_reg, ge255_reg, le258_reg;
     reg        [7:0]  z_reg;
-    // stage 9: the result
+    // stage 10: the result
     reg        [7:0]  y_reg;
 
     // p_hi = s_hi * M, registered inside the DSP block
@@ -108,12 +111,12 @@ module cnnx_requant #(
     reg  [5:0] shift_m1;            // SHIFT - 1, registered: it is static, and its subtractor would
                                     // otherwise sit in front of the 50-bit shifter
 
-    // stage 8 arithmetic: the rounded value from t's low bits; t's sign, whether it fits in 10 bits signed
+    // stage 9 arithmetic: the rounded value from t's low bits; t's sign, whether it fits in 10 bits signed
     // (its upper bits all-sign) and the two bounds on its low bits
     wire        t_neg = t_reg[49];
     wire        t_fits = t_neg ? (&t_reg[49:9]) : ~(|t_reg[49:9]);
     wire [9:0]  t_low = t_reg[9:0];
-    // stage 9: saturation (t >= 255 or t <= -258), ReLU
+    // stage 10: saturation (t >= 255 or t <= -258), ReLU
     wire        sat_hi = !neg_reg && (!fits_reg || ge255_reg);
     wire        sat_lo = neg_reg && (!fits_reg || le258_reg);
     wire [7:0]  y_next = (relu && neg_reg) ? 8'd0 :
@@ -137,7 +140,9 @@ module cnnx_requant #(
         p_hi_q5 <= p_hi_q4;
         x_reg <= {p_hi_q5, 16'd0} + {18'd0, p_lo_reg};
         shift_m1 <= shift - 6'd1;
-        t_reg <= x_reg >>> shift_m1;
+        t8_reg <= x_reg >>> {shift_m1[5:3], 3'd0};
+        shift_lo <= shift_m1[2:0];
+        t_reg <= t8_reg >>> shift_lo;
         neg_reg <= t_neg;
         fits_reg <= t_fits;
         ge255_reg <= (t_low >= 10'd255);

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -166,6 +168,24 @@ class _StepWatch:
             self.pending = None
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child, before exec
+    """Linux: the tool gets SIGKILL when the process that started it dies, even by SIGKILL (which no
+    handler sees), so a killed `cnnx synth` leaves no tool running on."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group `proc` leads (its own session), then reap `proc`."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
 def run_tool(tool: str, args: Sequence[str], cwd: Path, log: Path,
              progress: Callable[[str], None] | None = None, poll_s: float = 0.5, quiet_s: float = 2.0,
              ) -> float:
@@ -176,16 +196,18 @@ def run_tool(tool: str, args: Sequence[str], cwd: Path, log: Path,
     t0 = time.monotonic()
     watch = _StepWatch(_STEP[tool], progress, tool, quiet_s)
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # its own session: Ctrl-C (SIGINT to the terminal's process group) reaches only this process, which
+        # then stops the tool and everything it started (Yosys runs ABC as a further process) as one group
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=_die_with_parent)
         try:
             with open(log, errors="replace") as reader:
                 while proc.poll() is None:
                     watch.feed(reader.readlines())
                     watch.tick()
                     time.sleep(poll_s)
-        except BaseException:
-            proc.kill()
-            proc.wait()
+        except BaseException:  # Ctrl-C, SIGTERM (the CLI raises it as an interrupt), any error
+            _kill_group(proc)  # not yet reaped here, so its id still names this group
             raise
     if proc.returncode != 0:
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-25:])
