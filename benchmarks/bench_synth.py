@@ -67,4 +67,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from cnnx._cliutil import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():  # SIGTERM stops the tools and removes the run folder, as Ctrl-C does
+        raise SystemExit(main())

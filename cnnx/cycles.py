@@ -12,28 +12,29 @@ pixel walker needs ROWS cycles to prepare the next pixel tile, so tiles of short
 steps). A run starts with ROWS set-up cycles (the pixel walker prepares the first pixel tile); tiles are then
 issued back to back, each one's drain overlapping the next one's compute, so only the last tile's pipeline
 is exposed:
-    cycles = ROWS + (T - 1) * PERIOD + K + 2*ROWS + COLS + CONV_PIPELINE,    CONV_PIPELINE = 12
+    cycles = ROWS + (T - 1) * PERIOD + K + 2*ROWS + COLS + CONV_PIPELINE,    CONV_PIPELINE = 16
 where K covers the steps of the last tile in the tap walker (stage T), and the tail is: 3 address stages
 (A: per-row sums, B: bounds check and block-RAM read, B2: the RAM's output register) before the array's
 input register, ROWS - 1 +
 COLS - 1 skew/hop stages to the bottom-right PE (the input register counts as the first hop), 1 for its
 product register, 1 for its accumulate, 1 to load the drain chain, ROWS drain steps (one row per cycle),
-1 drain register in the writer, 6 requantiser stages (verilog/cnnx_requant.v; the last one writes the
-output bank), 1 for the done flag: 3 + (ROWS + COLS - 2) + 3 + ROWS + 1 + 6 + 1 = 2*ROWS + COLS + 12.
+1 drain register in the writer, 10 requantiser stages (verilog/cnnx_requant.v; the last one writes the
+output bank), 1 for the done flag: 3 + (ROWS + COLS - 2) + 3 + ROWS + 1 + 10 + 1 = 2*ROWS + COLS + 16.
 
 Pool core, LANES channels side by side (default POOL_LANES), one input byte per lane per cycle, windows back
 to back; after the walker's last tap (the last of the ceil(C/LANES) * OH * OW * KSIZE**2 walker cycles) come
-A (address add), B (block-RAM read), B2 (the RAM's output register), C (byte select), E (window result)
-and the 6 requantiser stages, the last of which writes the output bank as the run ends:
-    cycles = ceil(C / LANES) * OH * OW * KSIZE * KSIZE + POOL_PIPELINE,    POOL_PIPELINE = 11
+A (address add), B (block-RAM read), B2 (the RAM's output register), C (byte select), C2 (the running max's
+comparisons), E (window result) and the 10 requantiser stages, the last of which writes the output bank as
+the run ends:
+    cycles = ceil(C / LANES) * OH * OW * KSIZE * KSIZE + POOL_PIPELINE,    POOL_PIPELINE = 16
 """
 
 from __future__ import annotations
 
 from .shapes import check_positive_int, out_size
 
-CONV_PIPELINE = 12  # the conv core's fixed pipeline stages (derived in the docstring above)
-POOL_PIPELINE = 11  # the pool core's fixed pipeline stages (derived in the docstring above)
+CONV_PIPELINE = 16  # the conv core's fixed pipeline stages (derived in the docstring above)
+POOL_PIPELINE = 16  # the pool core's fixed pipeline stages (derived in the docstring above)
 POOL_LANES = 4  # verilog/cnnx_pool_core.v's default LANES, which cnnx.sim.PoolCore builds by default
 
 

@@ -19,11 +19,11 @@ from cnnx.ptq import QLayer
 
 # the pipelined conv core (verilog/cnnx_conv_core.v): ROWS set-up cycles, then after the last tile's K steps
 # 3 address stages (A, B, B2) + ROWS-1 + COLS-1 skew/hop stages + 1 product register + 1 accumulate
-# + 1 drain load + ROWS drain steps + 1 drain register + 6 requantiser stages + 1 done flag
-# = ROWS + (2*ROWS + COLS + 12) = 3*ROWS + COLS + 12
-TAIL_PER_ROW, TAIL_PER_COL, TAIL_FIXED = 3, 1, 12
-# the pool core: one input byte per lane per cycle, then A, B, B2, C, E, 6 requantiser stages = 11
-POOL_FIXED = 11
+# + 1 drain load + ROWS drain steps + 1 drain register + 10 requantiser stages + 1 done flag
+# = ROWS + (2*ROWS + COLS + 16) = 3*ROWS + COLS + 16
+TAIL_PER_ROW, TAIL_PER_COL, TAIL_FIXED = 3, 1, 16
+# the pool core: one input byte per lane per cycle, then A, B, B2, C, C2, E, 10 requantiser stages = 16
+POOL_FIXED = 16
 
 
 def tail(rows, cols):

@@ -15,7 +15,7 @@
 // cycles it needs to prepare the next pixel tile. A run starts with ROWS set-up cycles (the walker prepares
 // the first pixel tile); tiles are then issued back to back, the drain and requantisation of one tile
 // overlapping the compute of the next, so a layer takes
-//     cycles = ROWS + (T - 1) * PERIOD + K + 2*ROWS + COLS + 12,   T = ceil(OH*OW / ROWS) * ceil(F / COLS)
+//     cycles = ROWS + (T - 1) * PERIOD + K + 2*ROWS + COLS + 16,   T = ceil(OH*OW / ROWS) * ceil(F / COLS)
 // counted from the cycle after `start` is sampled to the cycle `done` rises, both included (the cycles
 // `busy` is high). Buffer loading and unloading through the host ports are not counted.
 // cnnx/cycles.py holds the same formula (and derives the constant); tests check the counter against it.
@@ -103,6 +103,8 @@ module cnnx_conv_core #(
     localparam [31:0]   RW_M1_32 = RW - 1;
     localparam [RW-1:0] ROWS_R = ROWS_32[RW-1:0];
     localparam [RW-1:0] ROWS_M1 = ROWS_M1_32[RW-1:0];
+    localparam [31:0]   ROWS_M2_32 = (ROWS >= 2) ? ROWS - 2 : 0;
+    localparam [RW-1:0] ROWS_M2 = ROWS_M2_32[RW-1:0];
     localparam [D-1:0]  COLS_D = COLS_32[D-1:0];
     localparam [31:0]   COLS2_32 = 2 * COLS;
     localparam [D-1:0]  COLS2_D = COLS2_32[D-1:0];
@@ -145,7 +147,9 @@ module cnnx_conv_core #(
     reg [IF_AW-1:0] sw_reg;
     reg [IF_AW-1:0] padw_reg;
     // the last index of each loop, registered so the walkers compare without an adder
-    reg [D-1:0]     c_m1_reg, kh_m1_reg, kw_m1_reg, ow_m1_reg, oh_m1_reg;
+    reg [D-1:0]     oh_m1_reg;
+    // ... and the one before it: a walker compares its index with these (i + 1 == N - 1 without the adder)
+    reg [D-1:0]     c_m2_reg, kh_m2_reg, kw_m2_reg, ow_m2_reg;
     reg             c_is1_reg, kh_is1_reg, kw_is1_reg, ow_is1_reg, f_le_cols_reg;
 
     always @(posedge clk) begin
@@ -179,10 +183,10 @@ module cnnx_conv_core #(
     end
     always @(posedge clk) begin
         // static while a run lasts; the set-up cycles give them time to settle after the last write
-        c_m1_reg <= c_reg - 1'b1;
-        kh_m1_reg <= kh_reg - 1'b1;
-        kw_m1_reg <= kw_reg - 1'b1;
-        ow_m1_reg <= ow_reg - 1'b1;
+        c_m2_reg <= c_reg - {{(D-2){1'b0}}, 2'd2};
+        kh_m2_reg <= kh_reg - {{(D-2){1'b0}}, 2'd2};
+        kw_m2_reg <= kw_reg - {{(D-2){1'b0}}, 2'd2};
+        ow_m2_reg <= ow_reg - {{(D-2){1'b0}}, 2'd2};
         oh_m1_reg <= oh_reg - 1'b1;
         c_is1_reg <= (c_reg == 1);
         kh_is1_reg <= (kh_reg == 1);
@@ -258,6 +262,7 @@ module cnnx_conv_core #(
     reg               feed_reg;          // stage T carries a MAC step
     reg               first_reg;         // ... the first of the tile
     reg [RW-1:0]      tsat_reg;          // step within the tile, saturating at ROWS - 1
+    reg               tsat_last_reg;     // tsat_reg == ROWS - 1, registered with it
     reg [WB_AW-1:0]   wt_addr_reg;       // byte address of this step's weight in every column bank
     reg [D-1:0]       frem_reg;          // filters from this tile's first to the last (F - f0)
     reg [16:0]        tiles_issued_reg;
@@ -271,12 +276,25 @@ module cnnx_conv_core #(
     // of enables start from registers rather than from 17-bit comparators
     reg  kw_last_reg, kh_last_reg, c_last_reg, lastf_reg;
     wire last_tap = kw_last_reg && kh_last_reg && c_last_reg;
-    wire tile_end = running && (!feed_reg || last_tap) && (tsat_reg == ROWS_M1);
+    wire tile_end = running && (!feed_reg || last_tap) && tsat_last_reg;
     wire last_ftile = lastf_reg;            // frem_reg <= COLS
     wire setup_end = (state_reg == ST_SETUP) && (pw_cnt_reg == ROWS_M1);
     // a new pixel tile starts after this cycle (not after the last one: the staged rows are then empty)
-    wire new_ptile = setup_end || (tile_end && last_ftile && st_valid_next[0]);
-    wire last_tile = tile_end && last_ftile && !st_valid_next[0];
+    // whether the next pixel tile has a pixel at all: the validity of its first pixel, which the walker
+    // stages in its first step for that tile, registered then (a tile lasts PERIOD >= ROWS cycles, so with
+    // ROWS >= 2 that step lies before the tile's last cycle): the end-of-tile decisions start from a register
+    reg  nxt_valid_reg;
+    wire nxt_valid;
+    generate
+        if (ROWS == 1) begin : g_nxt1
+            assign nxt_valid = st_valid_next[0];
+            wire unused_nxt = nxt_valid_reg;
+        end else begin : g_nxtn
+            assign nxt_valid = nxt_valid_reg;
+        end
+    endgenerate
+    wire new_ptile = setup_end || (tile_end && last_ftile && nxt_valid);
+    wire last_tile = tile_end && last_ftile && !nxt_valid;
 
     // MACs per step of this tile (real rows x real columns), by shift-and-add over the first MM_STEPS
     // cycles of the tile (MM_STEPS = bits of the row count <= ROWS <= PERIOD); the MAC counter adds it to
@@ -328,6 +346,9 @@ module cnnx_conv_core #(
 
             // the pixel walker
             if (pw_step) begin
+                if (pw_cnt_reg == {RW{1'b0}}) begin
+                    nxt_valid_reg <= pw_valid_reg;
+                end
                 pw_cnt_reg <= pw_cnt_reg + 1'b1;
                 st_ih0_reg <= st_ih0_next;
                 st_iw0_reg <= st_iw0_next;
@@ -347,7 +368,7 @@ module cnnx_conv_core #(
                     pw_base_reg <= pw_row_reg + sw_reg;
                 end else begin
                     pw_ow_reg <= pw_ow_reg + 1'b1;
-                    pw_ow_last_reg <= (pw_ow_reg + 1'b1 == ow_m1_reg);
+                    pw_ow_last_reg <= (pw_ow_reg == ow_m2_reg);
                     pw_iw0_reg <= pw_iw0_reg + $signed({{(CW-D){1'b0}}, stride_reg});
                     pw_base_reg <= pw_base_reg + stride_reg[IF_AW-1:0];
                 end
@@ -369,6 +390,7 @@ module cnnx_conv_core #(
                     tc_reg <= {D{1'b0}}; tkh_reg <= {D{1'b0}}; tkw_reg <= {D{1'b0}};
                     koff_reg <= {IF_AW{1'b0}}; koff_row_reg <= {IF_AW{1'b0}}; koff_chan_reg <= {IF_AW{1'b0}};
                     tsat_reg <= {RW{1'b0}};
+                    tsat_last_reg <= (ROWS == 1);
                     feed_reg <= !last_tile;
                     first_reg <= !last_tile;
                     kw_last_reg <= kw_is1_reg; kh_last_reg <= kh_is1_reg; c_last_reg <= c_is1_reg;
@@ -386,6 +408,7 @@ module cnnx_conv_core #(
                 end else begin
                     if (tsat_reg != ROWS_M1) begin
                         tsat_reg <= tsat_reg + 1'b1;
+                        tsat_last_reg <= (tsat_reg == ROWS_M2);
                     end
                     first_reg <= 1'b0;
                     if (feed_reg) begin
@@ -394,13 +417,13 @@ module cnnx_conv_core #(
                             feed_reg <= 1'b0;
                         end else if (!kw_last_reg) begin
                             tkw_reg <= tkw_reg + 1'b1;
-                            kw_last_reg <= (tkw_reg + 1'b1 == kw_m1_reg);
+                            kw_last_reg <= (tkw_reg == kw_m2_reg);
                             koff_reg <= koff_reg + 1'b1;
                         end else if (!kh_last_reg) begin
                             tkw_reg <= {D{1'b0}};
                             kw_last_reg <= kw_is1_reg;
                             tkh_reg <= tkh_reg + 1'b1;
-                            kh_last_reg <= (tkh_reg + 1'b1 == kh_m1_reg);
+                            kh_last_reg <= (tkh_reg == kh_m2_reg);
                             koff_row_reg <= koff_row_reg + w_reg[IF_AW-1:0];
                             koff_reg <= koff_row_reg + w_reg[IF_AW-1:0];
                         end else begin
@@ -409,7 +432,7 @@ module cnnx_conv_core #(
                             kw_last_reg <= kw_is1_reg;
                             kh_last_reg <= kh_is1_reg;
                             tc_reg <= tc_reg + 1'b1;
-                            c_last_reg <= (tc_reg + 1'b1 == c_m1_reg);
+                            c_last_reg <= (tc_reg == c_m2_reg);
                             koff_chan_reg <= koff_chan_reg + hw_reg;
                             koff_row_reg <= koff_chan_reg + hw_reg;
                             koff_reg <= koff_chan_reg + hw_reg;
@@ -451,6 +474,7 @@ module cnnx_conv_core #(
                         koff_reg <= {IF_AW{1'b0}}; koff_row_reg <= {IF_AW{1'b0}};
                         koff_chan_reg <= {IF_AW{1'b0}};
                         tsat_reg <= {RW{1'b0}};
+                        tsat_last_reg <= (ROWS == 1);
                         feed_reg <= 1'b1;
                         first_reg <= 1'b1;
                         frem_reg <= f_reg;
@@ -626,6 +650,7 @@ module cnnx_conv_core #(
     // ---------------------------------------------------------------------------------------------------
     wire [COLS*32-1:0] drain_data;
     wire [COLS-1:0]    drain_first;
+    wire [COLS-1:0]    drain_soon;
 
     cnnx_systolic_array #(
         .ROWS(ROWS),
@@ -641,7 +666,8 @@ module cnnx_conv_core #(
         .first(first_feed_q),
         .last(last_feed_q),
         .drain_data(drain_data),
-        .drain_first(drain_first)
+        .drain_first(drain_first),
+        .drain_soon(drain_soon)
     );
 
     // ---------------------------------------------------------------------------------------------------
@@ -658,7 +684,8 @@ module cnnx_conv_core #(
             reg              busy_w_reg;
             reg [RW-1:0]     j_reg;             // rows of the tile already drained
             reg [OB_AW-1:0]  slot_reg;          // next byte of the output bank
-            reg [BB_AW-1:0]  fj_reg;            // filter tile of the next tile to drain
+            reg [BB_AW-1:0]  fj_reg;            // filter tile of the next tile to drain (advanced when
+                                                // its bias read starts, one cycle before its drain)
             reg [D-1:0]      wfrem_reg;         // F - its first filter
             reg              dq_valid_reg;
             reg              dq_last_reg;
@@ -670,6 +697,16 @@ module cnnx_conv_core #(
             wire             rq_valid;
             wire [7:0]       rq_y;
             wire [OB_AW:0]   rq_tag;
+            // MULT and SHIFT reach column c through (c mod 4) + 1 registers, from the configuration or the
+            // column before: copies the synthesis keeps apart (different inputs), each near its column's
+            // multiplier and shifter; they settle within 4 cycles of a write, long before a first drained row
+            reg [15:0]       mult_q;
+            reg [5:0]        shift_q;
+            if (c % 4 == 0) begin : g_mult_head
+                always @(posedge clk) {shift_q, mult_q} <= {shift_reg, mult_reg};
+            end else begin : g_mult_next
+                always @(posedge clk) {shift_q, mult_q} <= {g_writer[c-1].shift_q, g_writer[c-1].mult_q};
+            end
 
             always @(posedge clk) begin
                 if (rst || start_run) begin
@@ -691,7 +728,7 @@ module cnnx_conv_core #(
                             j_reg <= j + 1'b1;
                         end
                     end
-                    if (drain_first[c]) begin
+                    if (drain_soon[c]) begin
                         if (wfrem_reg <= COLS_D) begin
                             fj_reg <= {BB_AW{1'b0}};
                             wfrem_reg <= f_reg;
@@ -713,15 +750,19 @@ module cnnx_conv_core #(
                 localparam [CB-1:0] BANK = c;
                 assign bank_sel = (wr_addr[BB_AW +: CB] == BANK);
             end
+            // the bias: read when the drain is one cycle away, through the RAM's output register (two
+            // cycles), so it is in bias_q with the first drained row and stays there for the tile's ROWS rows
+            // (the next read starts PERIOD >= ROWS cycles later); nothing but a register follows the RAM
             cnnx_ram_sdp #(
                 .WIDTH(32),
-                .DEPTH(BIAS_DEPTH / (1 << CB))
+                .DEPTH(BIAS_DEPTH / (1 << CB)),
+                .OUT_REG(1)
             ) u_bias (
                 .clk(clk),
                 .we({4{wr_en && idle && !rst && wr_sel == SEL_BIAS && bank_sel}}),
                 .waddr(wr_addr[BB_AW-1:0]),
                 .wdata(wr_data),
-                .re(drain_first[c]),
+                .re(drain_soon[c]),
                 .raddr(fj_reg),
                 .rdata(bias_q)
             );
@@ -735,8 +776,8 @@ module cnnx_conv_core #(
                 .acc(dq_reg),
                 .bias(bias_q),
                 .tag_in({dq_last_reg, dq_slot_reg}),
-                .mult(mult_reg),
-                .shift(shift_reg),
+                .mult(mult_q),
+                .shift(shift_q),
                 .relu(relu_reg),
                 .out_valid(rq_valid),
                 .y(rq_y),

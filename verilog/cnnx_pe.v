@@ -44,10 +44,20 @@ module cnnx_pe #(
     // The product, exact in ACC_W bits: the low ACC_W bits of the product of the two sign-extended operands
     // are the signed product (it fits, 2*DATA_W <= ACC_W), so an unsigned multiply does; Verilator then
     // emits a plain C multiply instead of its slower signed-multiply helper (the simulation's hot spot).
-    wire [ACC_W-1:0] a_ext = {{(ACC_W - DATA_W){a_in[DATA_W-1]}}, a_in};
-    wire [ACC_W-1:0] w_ext = {{(ACC_W - DATA_W){w_in[DATA_W-1]}}, w_in};
-    wire [ACC_W-1:0] prod = a_ext * w_ext;
-    reg  [ACC_W-1:0] prod_reg;
+    // (cnnx_mult18: the DSP multiplier with its own output register for synthesis, this multiply for
+    // simulation)
+    wire [ACC_W-1:0] prod_reg;
+    cnnx_mult18 #(
+        .A_W(DATA_W),
+        .B_W(DATA_W),
+        .P_W(ACC_W)
+    ) u_mul (
+        .clk(clk),
+        .rst(rst),
+        .a(a_in),
+        .b(w_in),
+        .p(prod_reg)
+    );
     reg              valid_q, first_q, last_q;     // the flags of the registered product
     wire [ACC_W-1:0] sum = (first_q ? {ACC_W{1'b0}} : acc_reg) + prod_reg;
 
@@ -63,7 +73,6 @@ module cnnx_pe #(
             acc_reg   <= {ACC_W{1'b0}};
             res_reg   <= {ACC_W{1'b0}};
             drain_reg <= {ACC_W{1'b0}};
-            prod_reg  <= {ACC_W{1'b0}};
             valid_q   <= 1'b0;
             first_q   <= 1'b0;
             last_q    <= 1'b0;
@@ -73,7 +82,6 @@ module cnnx_pe #(
             valid_out <= valid_in;
             first_out <= first_in;
             last_out  <= last_in;
-            prod_reg  <= prod;
             valid_q   <= valid_in;
             first_q   <= first_in;
             last_q    <= last_in;

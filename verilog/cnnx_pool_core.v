@@ -3,7 +3,7 @@
 //
 // LANES channels are pooled side by side, each lane reading one input byte per cycle, windows back to back
 // with no gap, so a layer of C x OH x OW windows of KSIZE x KSIZE takes
-//     cycles = ceil(C / LANES) * OH * OW * KSIZE * KSIZE + 11
+//     cycles = ceil(C / LANES) * OH * OW * KSIZE * KSIZE + 16
 // counted like the conv core: from the cycle after `start` is sampled to the cycle `done` rises, both
 // included; buffer loading and unloading are not counted (cnnx/cycles.py holds the same formula and derives
 // the constant: the pipeline below).
@@ -14,8 +14,8 @@
 // Pipeline: stage T, the window walker (addresses by adding: the window's base moves by STRIDE, STRIDE*W at
 // the end of an output row, H*W at the end of a channel group; the tap's offset by 1 or W); stage A, base
 // + tap offset; stage B, the block-RAM read; B2, the RAM's output register; stage C, the byte select;
-// stage D, the running max and sum; stage E, the window's result; then cnnx_requant (6 stages, the max
-// value riding in its tag) and the write. No multiplier anywhere.
+// stage C2, the running max's comparisons; stage D, the running max and sum; stage E, the window's result;
+// then cnnx_requant (10 stages, the max value riding in its tag) and the write. No multiplier anywhere.
 //
 // Buffers: input and output are banked by lane (channel c lives in bank c mod LANES, at local channel index
 // c div LANES), so the lanes read (and write) the same local address in their own bank: no copies. Each
@@ -80,7 +80,7 @@ module cnnx_pool_core #(
     reg             mode_reg;
     reg [15:0]      mult_reg;
     reg [5:0]       shift_reg;
-    reg [D-1:0]     k_m1_reg, ow_m1_reg, oh_m1_reg;
+    reg [D-1:0]     k_m2_reg, ow_m2_reg, oh_m2_reg;    // N - 2: i + 1 == N - 1 is i == N - 2, no adder
     reg             k_is1_reg, ow_is1_reg, oh_is1_reg, c_le_lanes_reg;
 
     always @(posedge clk) begin
@@ -109,9 +109,9 @@ module cnnx_pool_core #(
     wire unused_cfg = ^cfg_data[31:D];
     always @(posedge clk) begin
         // static while a run lasts; a run's first comparison comes a cycle after start
-        k_m1_reg <= k_reg - 1'b1;
-        ow_m1_reg <= ow_reg - 1'b1;
-        oh_m1_reg <= oh_reg - 1'b1;
+        k_m2_reg <= k_reg - {{(D-2){1'b0}}, 2'd2};
+        ow_m2_reg <= ow_reg - {{(D-2){1'b0}}, 2'd2};
+        oh_m2_reg <= oh_reg - {{(D-2){1'b0}}, 2'd2};
         k_is1_reg <= (k_reg == 1);
         ow_is1_reg <= (ow_reg == 1);
         oh_is1_reg <= (oh_reg == 1);
@@ -122,7 +122,8 @@ module cnnx_pool_core #(
     // stage T: the window walker: channel group, output row/column, tap row/column
     // ---------------------------------------------------------------------------------------------------
     localparam [31:0] LANES32 = LANES;
-    reg [D-1:0]       ch_reg, oh_i_reg, ow_i_reg, kh_i_reg, kw_i_reg;
+    reg [D-1:0]       crem_reg;          // C minus the group's first channel (channels from it on)
+    reg [D-1:0]       oh_i_reg, ow_i_reg, kh_i_reg, kw_i_reg;
     reg [IB_AW-1:0]   ch_base_reg, row_base_reg, win_reg, tap_row_reg, tap_reg;
     reg [OB_AW-1:0]   oidx_reg;          // output byte of this window in every lane's bank
     reg [LANES-1:0]   lane_on_reg;       // lanes with a channel in this group
@@ -137,16 +138,18 @@ module cnnx_pool_core #(
     always @(posedge clk) begin
         empty_layer <= (c_reg == 0) || (k_reg == 0) || (oh_reg == 0) || (ow_reg == 0);
     end
-    wire [D-1:0] ch_next = ch_reg + LANES32[D-1:0];
+    // the next group's lanes and last-group flag compare crem_reg with constants: no adder before them
+    localparam [31:0] LANES2_32 = 2 * LANES;
 
-    wire [LANES-1:0] lane_on_first;    // lane l has channel l, ch_next + l
+    wire [LANES-1:0] lane_on_first;    // lane l has channel l, (next group) its first channel + l
     wire [LANES-1:0] lane_on_next;
     genvar l;
     generate
         for (l = 0; l < LANES; l = l + 1) begin : g_on
             localparam [31:0] L32 = l;
             assign lane_on_first[l] = (L32[D-1:0] < c_reg);
-            assign lane_on_next[l] = (ch_next + L32[D-1:0] < c_reg);
+            localparam [31:0] NEXT32 = l + LANES;
+            assign lane_on_next[l] = (NEXT32[D-1:0] < crem_reg);
         end
     endgenerate
     always @(posedge clk) begin
@@ -161,6 +164,16 @@ module cnnx_pool_core #(
             end
             case (state_reg)
                 ST_IDLE: begin
+                    // the walker is held at its first window while idle (not loaded on `start`: the
+                    // walker's registers then do not wait for the start decision)
+                    crem_reg <= c_reg; oh_i_reg <= {D{1'b0}}; ow_i_reg <= {D{1'b0}};
+                    kh_i_reg <= {D{1'b0}}; kw_i_reg <= {D{1'b0}};
+                    last_kw <= k_is1_reg; last_kh <= k_is1_reg; last_ow <= ow_is1_reg;
+                    last_oh <= oh_is1_reg; last_ch <= c_le_lanes_reg;
+                    ch_base_reg <= {IB_AW{1'b0}}; row_base_reg <= {IB_AW{1'b0}};
+                    win_reg <= {IB_AW{1'b0}}; tap_row_reg <= {IB_AW{1'b0}}; tap_reg <= {IB_AW{1'b0}};
+                    oidx_reg <= {OB_AW{1'b0}};
+                    lane_on_reg <= lane_on_first;
                     if (start && empty_layer) begin
                         // nothing to pool (a register left at zero): finish at once rather than hang
                         done_reg <= 1'b1;
@@ -170,27 +183,19 @@ module cnnx_pool_core #(
                         done_reg <= 1'b0;
                         cycle_reg <= 32'd0;
                         t_valid_reg <= 1'b1;
-                        ch_reg <= {D{1'b0}}; oh_i_reg <= {D{1'b0}}; ow_i_reg <= {D{1'b0}};
-                        kh_i_reg <= {D{1'b0}}; kw_i_reg <= {D{1'b0}};
-                        last_kw <= k_is1_reg; last_kh <= k_is1_reg; last_ow <= ow_is1_reg;
-                        last_oh <= oh_is1_reg; last_ch <= c_le_lanes_reg;
-                        ch_base_reg <= {IB_AW{1'b0}}; row_base_reg <= {IB_AW{1'b0}};
-                        win_reg <= {IB_AW{1'b0}}; tap_row_reg <= {IB_AW{1'b0}}; tap_reg <= {IB_AW{1'b0}};
-                        oidx_reg <= {OB_AW{1'b0}};
-                        lane_on_reg <= lane_on_first;
                     end
                 end
                 ST_RUN: begin
                     // walk kw fastest, then kh, then ow, oh, channel group
                     if (!last_kw) begin
                         kw_i_reg <= kw_i_reg + 1'b1;
-                        last_kw <= (kw_i_reg + 1'b1 == k_m1_reg);
+                        last_kw <= (kw_i_reg == k_m2_reg);
                         tap_reg <= tap_reg + 1'b1;
                     end else if (!last_kh) begin
                         kw_i_reg <= {D{1'b0}};
                         last_kw <= k_is1_reg;
                         kh_i_reg <= kh_i_reg + 1'b1;
-                        last_kh <= (kh_i_reg + 1'b1 == k_m1_reg);
+                        last_kh <= (kh_i_reg == k_m2_reg);
                         tap_row_reg <= tap_row_reg + w_reg;
                         tap_reg <= tap_row_reg + w_reg;
                     end else begin
@@ -201,24 +206,24 @@ module cnnx_pool_core #(
                         oidx_reg <= oidx_reg + 1'b1;
                         if (!last_ow) begin
                             ow_i_reg <= ow_i_reg + 1'b1;
-                            last_ow <= (ow_i_reg + 1'b1 == ow_m1_reg);
+                            last_ow <= (ow_i_reg == ow_m2_reg);
                             win_reg <= win_reg + stride_reg;
                         end else begin
                             ow_i_reg <= {D{1'b0}};
                             last_ow <= ow_is1_reg;
                             if (!last_oh) begin
                                 oh_i_reg <= oh_i_reg + 1'b1;
-                                last_oh <= (oh_i_reg + 1'b1 == oh_m1_reg);
+                                last_oh <= (oh_i_reg == oh_m2_reg);
                                 row_base_reg <= row_base_reg + sw_reg;
                                 win_reg <= row_base_reg + sw_reg;
                             end else begin
                                 oh_i_reg <= {D{1'b0}};
                                 last_oh <= oh_is1_reg;
-                                last_ch <= (ch_next + LANES32[D-1:0] >= c_reg);
+                                last_ch <= (crem_reg <= LANES2_32[D-1:0]);
                                 ch_base_reg <= ch_base_reg + hw_reg;
                                 row_base_reg <= ch_base_reg + hw_reg;
                                 win_reg <= ch_base_reg + hw_reg;
-                                ch_reg <= ch_next;
+                                crem_reg <= crem_reg - LANES32[D-1:0];
                                 lane_on_reg <= lane_on_next;
                                 if (last_ch) begin
                                     state_reg <= ST_FLUSH;
@@ -247,27 +252,29 @@ module cnnx_pool_core #(
     // ---------------------------------------------------------------------------------------------------
     // stages A ... E
     // ---------------------------------------------------------------------------------------------------
-    reg              a_valid_reg, b_valid_reg, c_valid_reg, e_valid_reg;
-    reg              a_first_reg, b_first_reg, c_first_reg;
-    reg              a_last_reg, b_last_reg, c_last_reg, a_fin_reg, b_fin_reg, c_fin_reg, e_fin_reg;
+    reg              a_valid_reg, b_valid_reg, c_valid_reg, c2_valid_reg, e_valid_reg;
+    reg              a_first_reg, b_first_reg, c_first_reg, c2_first_reg;
+    reg              a_last_reg, b_last_reg, c_last_reg, c2_last_reg;
+    reg              a_fin_reg, b_fin_reg, c_fin_reg, c2_fin_reg, e_fin_reg;
     reg [IB_AW-1:0]  a_addr_reg;
     reg [1:0]        b_lane_reg, b2_lane_reg;
     reg              b2_valid_reg, b2_first_reg, b2_last_reg, b2_fin_reg;
     reg [OB_AW-1:0]  b2_oidx_reg;
     reg [LANES-1:0]  b2_on_reg;
-    reg [OB_AW-1:0]  a_oidx_reg, b_oidx_reg, c_oidx_reg, e_oidx_reg;
-    reg [LANES-1:0]  a_on_reg, b_on_reg, c_on_reg, e_on_reg;
+    reg [OB_AW-1:0]  a_oidx_reg, b_oidx_reg, c_oidx_reg, c2_oidx_reg, e_oidx_reg;
+    reg [LANES-1:0]  a_on_reg, b_on_reg, c_on_reg, c2_on_reg, e_on_reg;
 
     always @(posedge clk) begin
         if (rst) begin
             a_valid_reg <= 1'b0; b_valid_reg <= 1'b0; b2_valid_reg <= 1'b0; c_valid_reg <= 1'b0;
-            e_valid_reg <= 1'b0;
+            c2_valid_reg <= 1'b0; e_valid_reg <= 1'b0;
         end else begin
             a_valid_reg <= running && t_valid_reg;
             b_valid_reg <= a_valid_reg;
             b2_valid_reg <= b_valid_reg;
             c_valid_reg <= b2_valid_reg;
-            e_valid_reg <= c_valid_reg && c_last_reg;
+            c2_valid_reg <= c_valid_reg;
+            e_valid_reg <= c2_valid_reg && c2_last_reg;
         end
         a_first_reg <= (kh_i_reg == 0) && (kw_i_reg == 0);
         a_last_reg <= last_kh && last_kw;
@@ -282,25 +289,37 @@ module cnnx_pool_core #(
         b2_oidx_reg <= b_oidx_reg; b2_on_reg <= b_on_reg; b2_lane_reg <= b_lane_reg;
         c_first_reg <= b2_first_reg; c_last_reg <= b2_last_reg; c_fin_reg <= b2_fin_reg;
         c_oidx_reg <= b2_oidx_reg; c_on_reg <= b2_on_reg;
-        e_fin_reg <= c_valid_reg && c_last_reg && c_fin_reg;
-        e_oidx_reg <= c_oidx_reg; e_on_reg <= c_on_reg;
+        c2_first_reg <= c_first_reg; c2_last_reg <= c_last_reg; c2_fin_reg <= c_fin_reg;
+        c2_oidx_reg <= c_oidx_reg; c2_on_reg <= c_on_reg;
+        e_fin_reg <= c2_valid_reg && c2_last_reg && c2_fin_reg;
+        e_oidx_reg <= c2_oidx_reg; e_on_reg <= c2_on_reg;
     end
 
-    // per lane: the input bank, the byte select (stage C), the running max and sum (stage D, registered
-    // into stage E on the window's last byte), the requantiser and the output bank
+    // per lane: the input bank, the byte select (stage C), the running max's comparisons (C2), the running
+    // max and sum (stage D, registered into stage E on the window's last byte), the requantiser and the
+    // output bank
     localparam TAG_W = 8 + 1 + 1 + OB_AW;      // max value, lane on, last window, output byte
     wire last_write;     // lane 0 (which always has a channel) writes the run's last result
     wire [LANES*32-1:0] of_word;
     generate
         for (l = 0; l < LANES; l = l + 1) begin : g_lane
             wire [31:0]        word;
-            reg signed [7:0]   d_reg;
+            reg signed [7:0]   d_reg;     // stage C: the byte
+            reg signed [7:0]   dd_reg;    // stage C2: the byte, with its comparisons
             reg signed [7:0]   max_reg;
             reg signed [31:0]  sum_reg;
             reg signed [7:0]   e_max_reg;
             reg signed [31:0]  e_sum_reg;
-            wire signed [7:0]  max_next = (c_first_reg || d_reg > max_reg) ? d_reg : max_reg;
-            wire signed [31:0] sum_next = (c_first_reg ? 32'sd0 : sum_reg) + {{24{d_reg[7]}}, d_reg};
+            // the running max without a comparator in its loop: whether dd_reg beats max_reg is decided one
+            // cycle early (stage C2, from registers), from what max_reg is about to become: max_reg
+            // unchanged (no byte entered), the entering byte alone (a window's first) or the larger of the
+            // two (d > max(a, b) is d > a and d > b); stage D then only muxes
+            reg                gt_max_reg, gt_d_reg, p_valid_reg, p_first_reg;
+            wire               gt = p_valid_reg ? (gt_d_reg && (p_first_reg || gt_max_reg)) : gt_max_reg;
+            wire signed [7:0]  max_next = (c2_first_reg || gt) ? dd_reg : max_reg;
+            reg [15:0]         mult_q;    // MULT and SHIFT, one copy per lane (next to its requantiser)
+            reg [5:0]          shift_q;
+            wire signed [31:0] sum_next = (c2_first_reg ? 32'sd0 : sum_reg) + {{24{dd_reg[7]}}, dd_reg};
             wire               rq_valid;
             wire [7:0]         rq_y;
             wire [TAG_W-1:0]   rq_tag;
@@ -333,7 +352,13 @@ module cnnx_pool_core #(
                     2'd2: d_reg <= word[23:16];
                     default: d_reg <= word[31:24];
                 endcase
-                if (c_valid_reg) begin
+                dd_reg <= d_reg;
+                // signed order as unsigned order of the sign-flipped bytes: one carry chain, no sign logic
+                gt_max_reg <= ({~d_reg[7], d_reg[6:0]} > {~max_reg[7], max_reg[6:0]});
+                gt_d_reg <= ({~d_reg[7], d_reg[6:0]} > {~dd_reg[7], dd_reg[6:0]});
+                p_valid_reg <= c2_valid_reg;
+                p_first_reg <= c2_first_reg;
+                if (c2_valid_reg) begin
                     max_reg <= max_next;
                     sum_reg <= sum_next;
                 end
@@ -350,13 +375,21 @@ module cnnx_pool_core #(
                 .acc(e_sum_reg),
                 .bias(32'd0),
                 .tag_in({e_max_reg, e_on_reg[l], e_fin_reg, e_oidx_reg}),
-                .mult(mult_reg),
-                .shift(shift_reg),
+                .mult(mult_q),
+                .shift(shift_q),
                 .relu(1'b0),
                 .out_valid(rq_valid),
                 .y(rq_y),
                 .tag_out(rq_tag)
             );
+            // MULT and SHIFT reach lane l through (l mod 4) + 1 registers, from the configuration or the lane
+            // before: copies the synthesis keeps apart (they have different inputs), each near its lane's
+            // requantiser; they settle within 4 cycles of a write, long before a first window sum
+            if (l % 4 == 0) begin : g_mult_head
+                always @(posedge clk) {shift_q, mult_q} <= {shift_reg, mult_reg};
+            end else begin : g_mult_next
+                always @(posedge clk) {shift_q, mult_q} <= {g_lane[l-1].shift_q, g_lane[l-1].mult_q};
+            end
             wire [7:0] value = mode_reg ? rq_y : rq_tag[TAG_W-1 -: 8];
             wire       wr = rq_valid && rq_tag[OB_AW+1];
             if (l == 0) begin : g_fin

@@ -24,6 +24,23 @@ module cnnx_ram_dp #(
         end
     endgenerate
 
+`ifdef SYNTHESIS
+    // For synthesis the second register of each port is the block RAM's own output register: one read
+    // register here, and the flow (cnnx/fpga/flow.py) sets REGMODE_A/B = OUTREG on the DP16KDs of every
+    // memory named mem_oreg (see cnnx_ram_sdp); same read latency, two cycles.
+    (* ram_style = "block", no_rw_check *) reg [WIDTH-1:0] mem_oreg [0:DEPTH-1];
+
+    always @(posedge clk) begin
+        if (a_we) begin
+            mem_oreg[a_addr] <= a_wdata;
+        end
+        a_rdata <= mem_oreg[a_addr];
+    end
+
+    always @(posedge clk) begin
+        b_rdata <= mem_oreg[b_addr];
+    end
+`else
     reg [WIDTH-1:0] mem [0:DEPTH-1];
     reg [WIDTH-1:0] a_q, b_q;
 
@@ -39,6 +56,7 @@ module cnnx_ram_dp #(
         b_q <= mem[b_addr];
         b_rdata <= b_q;
     end
+`endif
 
 endmodule
 

@@ -4,20 +4,27 @@
 //
 //     y = clamp(relu?((acc + bias) * MULT + 2**(SHIFT-1)) >>> SHIFT), -128, 127)
 //
-// Stages (each ends in a register; LATENCY = 6 cycles from in_valid to out_valid):
+// Stages (each ends in a register, and each has at most one carry chain; LATENCY = 10 cycles from in_valid
+// to out_valid):
 //   1  s = acc + bias, 33 bits (exact for any two int32 values)
 //   2  s = s_hi * 2**16 + s_lo with s_hi = s[32:16] signed and s_lo = s[15:0] unsigned: p_hi = s_hi * MULT
-//      on one DSP multiplier (a signed 18x18); s_lo * MULT by shift-and-add in logic, four partial sums of
-//      four MULT bits each (so the conv core's COLS requantisers cost COLS multipliers, not 2*COLS: an 8x8
-//      conv core then needs 64 + 8 = 72, what an LFE5U-45F has)
-//   3  p_lo = the sum of the four partial sums; p_hi waits
-//   4  x = p_hi * 2**16 + p_lo, the exact 49-bit product
-//   5  t = x >>> (SHIFT - 1)
-//   6  z = (t + 1) >>> 1, which is floor((x + 2**(SHIFT-1)) / 2**SHIFT) (round half up), then ReLU and the
-//      int8 clamp. z > 127 exactly when t >= 255 and z < -128 exactly when t <= -258, so only t's sign,
-//      its low 9 bits and whether its upper bits are all-sign are needed: no wide comparator.
-// Why so many stages: an unregistered ECP5 multiplier alone takes about 4 ns, a 49-bit carry chain about
-// 3 ns, and the 49-bit variable shift 3 to 4 LUT levels; each gets its own cycle.
+//      on one DSP multiplier (a signed 18x18, its product registered inside the DSP: cnnx_mult18); s_lo *
+//      MULT by shift-and-add in logic (so the conv core's COLS requantisers cost COLS multipliers, not
+//      2*COLS: an 8x8 conv core then needs 64 + 8 = 72, what an LFE5U-45F has), as a tree of adders one
+//      level per stage: here the eight products s_lo * MULT[2j+1:2j]
+//   3  four products s_lo * MULT[4k+3:4k] (pairs of the eight); p_hi waits
+//   4  two products s_lo * MULT[8m+7:8m]; p_hi waits
+//   5  p_lo = s_lo * MULT; p_hi waits
+//   6  x = p_hi * 2**16 + p_lo, the exact 49-bit product
+//   7  t = x >>> (SHIFT - 1), in two steps: by the multiple of 8 here ...
+//   8  ... by the rest here
+//   9  z = (t + 1) >>> 1 mod 256, which is floor((x + 2**(SHIFT-1)) / 2**SHIFT) (round half up) when it
+//      fits; whether it does not: z > 127 exactly when t >= 255 and z < -128 exactly when t <= -258, so
+//      only t's sign, its low 10 bits and whether its upper bits are all-sign are needed (no wide
+//      comparator, but a 41-bit reduction: its own stage)
+//  10  ReLU and the int8 clamp
+// Why so many stages: an ECP5 carry chain of 20 to 50 bits takes 2 to 3 ns plus its routing, and the 49-bit
+// variable shift 3 to 4 LUT levels; each gets its own cycle, so the core runs at 150 MHz.
 // `tag_in` rides along unchanged (the cores carry the output address and write enable in it).
 // MULT is 1 ... 32767 and SHIFT 1 ... 47 (cnnx.quant.Requant); both must stay constant while values flow
 // (SHIFT from at least the cycle before a value enters).
@@ -44,57 +51,77 @@ module cnnx_requant #(
         end
     endgenerate
 
-    localparam LAT = 6;
+    localparam LAT = 10;
 
     reg [LAT-1:0]        valid_q;
     reg [LAT*TAG_W-1:0]  tag_q;
 
     // stage 1: the bias
     reg signed [32:0] s_reg;
-    // stage 2: partial products
-    reg signed [33:0] p_hi_reg;     // s_hi (17 bits signed) * M (16 bits) : 33 bits, one spare
-    reg        [79:0] q_lo_reg;     // four partial sums of s_lo * M, 20 bits each
-    // stage 3
-    reg signed [33:0] p_hi_q;
-    reg        [31:0] p_lo_reg;     // s_lo (16 bits unsigned) * M (16 bits) : 32 bits
-    // stage 3: the full product
+    // stage 2 ... 5: p_hi from the DSP (registered there), then waiting; the tree of s_lo * M
+    wire [33:0]       p_hi_reg;     // s_hi (17 bits signed) * M (16 bits): 33 bits, one spare (cnnx_mult18)
+    reg        [33:0] p_hi_q3, p_hi_q4, p_hi_q5;
+    reg        [143:0] q8_reg;      // s_lo * M[2j+1:2j], 18 bits each
+    reg        [79:0]  q4_reg;      // s_lo * M[4k+3:4k], 20 bits each
+    reg        [47:0]  q2_reg;      // s_lo * M[8m+7:8m], 24 bits each
+    reg        [31:0]  p_lo_reg;    // s_lo (16 bits unsigned) * M (16 bits): 32 bits
+    // stage 6: the full product
     reg signed [49:0] x_reg;
-    // stage 4: shifted by S - 1
+    // stage 7 and 8: shifted by S - 1
+    reg signed [49:0] t8_reg;
+    reg        [2:0]  shift_lo;     // (SHIFT - 1) mod 8, for stage 8
     reg signed [49:0] t_reg;
-    // stage 5: the result
+    // stage 9: the rounded value and the flags of the clamp
+    reg               neg_reg, fits_reg, ge255_reg, le258_reg;
+    reg        [7:0]  z_reg;
+    // stage 10: the result
     reg        [7:0]  y_reg;
 
-    // operands extended to the product's width, so the multiply is exactly the wanted one
-    wire signed [33:0] s_hi = {{17{s_reg[32]}}, s_reg[32:16]};
-    wire signed [33:0] m_hi = {18'd0, mult};
-    wire signed [33:0] prod_hi = s_hi * m_hi;
-    // s_lo * M in logic: partial sum g covers MULT bits 4g ... 4g+3
-    wire [79:0] q_lo;
+    // p_hi = s_hi * M, registered inside the DSP block
+    cnnx_mult18 #(
+        .A_W(17),
+        .B_W(17),
+        .P_W(34)
+    ) u_mul_hi (
+        .clk(clk),
+        .rst(rst),
+        .a(s_reg[32:16]),
+        .b({1'b0, mult}),
+        .p(p_hi_reg)
+    );
+    // s_lo * M in logic
+    wire [143:0] q8;
+    wire [79:0]  q4;
+    wire [47:0]  q2;
     genvar g;
     generate
-        for (g = 0; g < 4; g = g + 1) begin : g_lo
-            wire [19:0] s0 = mult[4*g]     ? {4'd0, s_reg[15:0]}       : 20'd0;
-            wire [19:0] s1 = mult[4*g + 1] ? {3'd0, s_reg[15:0], 1'b0} : 20'd0;
-            wire [19:0] s2 = mult[4*g + 2] ? {2'd0, s_reg[15:0], 2'b0} : 20'd0;
-            wire [19:0] s3 = mult[4*g + 3] ? {1'd0, s_reg[15:0], 3'b0} : 20'd0;
-            assign q_lo[g*20 +: 20] = (s0 + s1) + (s2 + s3);
+        for (g = 0; g < 8; g = g + 1) begin : g_q8
+            wire [17:0] s0 = mult[2*g]     ? {2'd0, s_reg[15:0]}       : 18'd0;
+            wire [17:0] s1 = mult[2*g + 1] ? {1'd0, s_reg[15:0], 1'b0} : 18'd0;
+            assign q8[g*18 +: 18] = s0 + s1;
+        end
+        for (g = 0; g < 4; g = g + 1) begin : g_q4
+            assign q4[g*20 +: 20] = {2'd0, q8_reg[2*g*18 +: 18]} + {q8_reg[(2*g+1)*18 +: 18], 2'd0};
+        end
+        for (g = 0; g < 2; g = g + 1) begin : g_q2
+            assign q2[g*24 +: 24] = {4'd0, q4_reg[2*g*20 +: 20]} + {q4_reg[(2*g+1)*20 +: 20], 4'd0};
         end
     endgenerate
-    wire [31:0] p_lo = ({12'd0, q_lo_reg[19:0]} + {8'd0, q_lo_reg[39:20], 4'd0})
-                       + ({4'd0, q_lo_reg[59:40], 8'd0} + {q_lo_reg[79:60], 12'd0});
+    wire [31:0] p_lo = {8'd0, q2_reg[23:0]} + {q2_reg[47:24], 8'd0};
     reg  [5:0] shift_m1;            // SHIFT - 1, registered: it is static, and its subtractor would
                                     // otherwise sit in front of the 50-bit shifter
 
-    // stage 5 arithmetic: saturation from t's sign and upper bits, the rounded value from its low bits
+    // stage 9 arithmetic: the rounded value from t's low bits; t's sign, whether it fits in 10 bits signed
+    // (its upper bits all-sign) and the two bounds on its low bits
     wire        t_neg = t_reg[49];
-    wire        t_upper_sign = t_neg ? (&t_reg[49:9]) : ~(|t_reg[49:9]);   // t fits in 10 bits signed
+    wire        t_fits = t_neg ? (&t_reg[49:9]) : ~(|t_reg[49:9]);
     wire [9:0]  t_low = t_reg[9:0];
-    wire        sat_hi = !t_neg && (!t_upper_sign || t_low >= 10'd255);    // t >= 255
-    wire        sat_lo = t_neg && (!t_upper_sign || $signed(t_low) <= -10'sd258);
-    wire [7:0]  z = t_low[8:1] + {7'd0, t_low[0]};                           // (t + 1) >>> 1, mod 256
-    wire [7:0]  y_next = (relu && t_neg) ? 8'd0 :
+    // stage 10: saturation (t >= 255 or t <= -258), ReLU
+    wire        sat_hi = !neg_reg && (!fits_reg || ge255_reg);
+    wire        sat_lo = neg_reg && (!fits_reg || le258_reg);
+    wire [7:0]  y_next = (relu && neg_reg) ? 8'd0 :
                          sat_hi ? 8'd127 :
-                         sat_lo ? 8'h80 : z;
+                         sat_lo ? 8'h80 : z_reg;
 
     always @(posedge clk) begin
         if (rst) begin
@@ -104,13 +131,23 @@ module cnnx_requant #(
         end
         tag_q <= {tag_q[(LAT-1)*TAG_W-1:0], tag_in};
         s_reg <= {acc[31], acc} + {bias[31], bias};
-        p_hi_reg <= prod_hi;
-        q_lo_reg <= q_lo;
-        p_hi_q <= p_hi_reg;
+        q8_reg <= q8;
+        q4_reg <= q4;
+        p_hi_q3 <= p_hi_reg;
+        q2_reg <= q2;
+        p_hi_q4 <= p_hi_q3;
         p_lo_reg <= p_lo;
-        x_reg <= {p_hi_q, 16'd0} + {18'd0, p_lo_reg};
+        p_hi_q5 <= p_hi_q4;
+        x_reg <= {p_hi_q5, 16'd0} + {18'd0, p_lo_reg};
         shift_m1 <= shift - 6'd1;
-        t_reg <= x_reg >>> shift_m1;
+        t8_reg <= x_reg >>> {shift_m1[5:3], 3'd0};
+        shift_lo <= shift_m1[2:0];
+        t_reg <= t8_reg >>> shift_lo;
+        neg_reg <= t_neg;
+        fits_reg <= t_fits;
+        ge255_reg <= (t_low >= 10'd255);
+        le258_reg <= ($signed(t_low) <= -10'sd258);
+        z_reg <= t_low[8:1] + {7'd0, t_low[0]};                  // (t + 1) >>> 1, mod 256
         y_reg <= y_next;
     end
 

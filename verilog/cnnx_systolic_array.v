@@ -7,7 +7,8 @@
 // Each column drains through its own shift register (see cnnx_pe): the bottom PE's "last" flag, one cycle
 // late, means the whole column has finished its sums, so it loads the column's drain chain; the column then
 // leaves at the bottom, one row per cycle, bottom row first. `drain_first[c]` marks the cycle in which
-// `drain_data` column c carries row ROWS-1; rows ROWS-2 ... 0 follow on the next cycles.
+// `drain_data` column c carries row ROWS-1; rows ROWS-2 ... 0 follow on the next cycles; `drain_soon[c]`
+// rises one cycle before `drain_first[c]` (a reader can start a block-RAM read for the tile then).
 // A tile must therefore last at least ROWS cycles (the controller pads short sums with idle cycles).
 module cnnx_systolic_array #(
     parameter ROWS   = 8,   // PE rows: output pixels computed at once
@@ -23,7 +24,8 @@ module cnnx_systolic_array #(
     input  wire                     first,        // ... the first of a sum
     input  wire                     last,         // ... the last of a sum
     output wire [COLS*ACC_W-1:0]    drain_data,   // bottom of column c's drain chain
-    output wire [COLS-1:0]          drain_first   // column c's drain_data is row ROWS-1 of a finished tile
+    output wire [COLS-1:0]          drain_first,  // column c's drain_data is row ROWS-1 of a finished tile
+    output wire [COLS-1:0]          drain_soon    // drain_first[c] rises on the next cycle
 );
 
     generate
@@ -151,6 +153,7 @@ module cnnx_systolic_array #(
         end
     end
     assign drain_first = drain_first_reg;
+    assign drain_soon = drain_load_reg;
 
 endmodule
 

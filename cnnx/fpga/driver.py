@@ -252,6 +252,10 @@ def _run(core, top, overrides, full, tools, device, freq_mhz, seed, pnr, key, fi
         if progress is not None:
             progress(f"[{time.monotonic() - t0:7.1f} s] {msg}")
 
+    # a run folder of this key left by a killed run (the caller holds the key's lock: no live run owns one)
+    for stale in final.parent.glob(f".{key}.*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
     try:
         say(f"yosys synth_ecp5 {' '.join([top, *(f'{k}={v}' for k, v in overrides.items())])} "

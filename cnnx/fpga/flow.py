@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -37,7 +39,17 @@ PACKAGE = "CABGA381"  # offered for LFE5U-25F, -45F and -85F alike (CABGA256 too
 SPEED = 6  # the slowest (default) speed grade: figures that hold on every part
 
 # Bump when the scripts or command lines below change: it is part of the cache key.
-FLOW_RECIPE = "cnnx-fpga-flow-3: read -defer, hierarchy -chparam, synth_ecp5 split at map_ffram, stat -json"
+FLOW_RECIPE = ("cnnx-fpga-flow-4: read -defer, hierarchy -chparam, synth_ecp5 split at map_ffram, "
+               "REGMODE OUTREG on mem_oreg, ECP5 black boxes first, stat -json")
+
+# The block RAMs whose output register the RTL asks for (verilog/cnnx_ram_sdp.v, cnnx_ram_dp.v: memories named
+# mem_oreg, written for synthesis with one read register): Yosys maps memories without the EBR's output
+# register, so the flow sets it, and the read takes the two cycles the simulation models.
+# The ECP5 primitives the RTL instantiates for synthesis (MULT18X18D in verilog/cnnx_mult18.v), as black boxes
+# so `hierarchy -check` knows them before synth_ecp5 reads its own cell library.
+PRIMITIVES = "read_verilog -lib +/lattice/cells_bb_ecp5.v"
+OUTREG = 'setparam -set REGMODE_A "OUTREG" -set REGMODE_B "OUTREG" t:DP16KD n:*mem_oreg* %i'
+
 
 
 class ToolsMissing(RuntimeError):
@@ -85,14 +97,17 @@ def synth_script(top: str, sources: Sequence[str], params: dict[str, int], *, lu
     block and LUT RAM, carry chains, flip-flops), the quick check the test suite runs.
     """
     files = " ".join(sources)
-    second = f"-run map_ffram: -json netlist{tag}.json" if luts else "-run map_ffram:map_luts"
+    second = "-run map_ffram:" if luts else "-run map_ffram:map_luts"
     return "\n".join([
+        PRIMITIVES,
         f"read_verilog -defer -sv {files}",
         f"tee -q -o hierarchy{tag}.txt hierarchy -check -top {top}{_chparams(params)}",
         f"synth_ecp5 -top {top} -run :map_ffram",
         f"tee -q -o ffmem{tag}.txt dump t:$mem_v2",
         f"tee -q -o regs{tag}.txt dump w:*]",
         f"synth_ecp5 -top {top} {second}",
+        OUTREG,
+        *([f"write_json netlist{tag}.json"] if luts else []),
         f"tee -q -o stat{tag}.json stat -json",
         "",
     ])
@@ -102,6 +117,7 @@ def check_script(top: str, sources: Sequence[str], params: dict[str, int] | None
     """Yosys lint: no latches, no multiple drivers or other structural faults (`check -assert`)."""
     files = " ".join(sources)
     return "\n".join([
+        PRIMITIVES,
         f"read_verilog -defer -sv {files}",
         f"hierarchy -check -top {top}{_chparams(params or {})}",
         "proc",
@@ -152,6 +168,24 @@ class _StepWatch:
             self.pending = None
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child, before exec
+    """Linux: the tool gets SIGKILL when the process that started it dies, even by SIGKILL (which no
+    handler sees), so a killed `cnnx synth` leaves no tool running on."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group `proc` leads (its own session), then reap `proc`."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
 def run_tool(tool: str, args: Sequence[str], cwd: Path, log: Path,
              progress: Callable[[str], None] | None = None, poll_s: float = 0.5, quiet_s: float = 2.0,
              ) -> float:
@@ -162,16 +196,18 @@ def run_tool(tool: str, args: Sequence[str], cwd: Path, log: Path,
     t0 = time.monotonic()
     watch = _StepWatch(_STEP[tool], progress, tool, quiet_s)
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # its own session: Ctrl-C (SIGINT to the terminal's process group) reaches only this process, which
+        # then stops the tool and everything it started (Yosys runs ABC as a further process) as one group
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=_die_with_parent)
         try:
             with open(log, errors="replace") as reader:
                 while proc.poll() is None:
                     watch.feed(reader.readlines())
                     watch.tick()
                     time.sleep(poll_s)
-        except BaseException:
-            proc.kill()
-            proc.wait()
+        except BaseException:  # Ctrl-C, SIGTERM (the CLI raises it as an interrupt), any error
+            _kill_group(proc)  # not yet reaped here, so its id still names this group
             raise
     if proc.returncode != 0:
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-25:])

@@ -13,7 +13,7 @@ import pytest
 
 from cnnx import quant
 
-LATENCY = 6  # verilog/cnnx_requant.v's stages
+LATENCY = 10  # verilog/cnnx_requant.v's stages
 
 
 class RequantModel:
