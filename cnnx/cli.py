@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     p = _Parser(prog="cnnx", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True,
-                           metavar="{train,eval,cosim,profile,synth,import,export}")
+                           metavar="{train,eval,cosim,profile,synth,import,export,sweep}")
 
     t = sub.add_parser(
         "train",
@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .io.cli import add_export_parser
 
     add_export_parser(sub, _positive_int)
+    from .sweep import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub, _positive_int)
     return p
 
 
@@ -399,6 +402,12 @@ def cmd_export(args) -> int:
     return cli_export(args)
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import cli_sweep  # Dask is imported only when a sweep runs (the `sweep` extra)
+
+    return cli_sweep(args)
+
+
 def cmd_synth(args) -> int:
     from .fpga.cli import cli_synth  # lazy: the FPGA tools are an optional extra
 
@@ -406,7 +415,7 @@ def cmd_synth(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "cosim": cmd_cosim, "profile": cmd_profile,
-            "synth": cmd_synth, "import": cmd_import, "export": cmd_export}
+            "synth": cmd_synth, "import": cmd_import, "export": cmd_export, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -109,7 +109,8 @@ class RtlRunner:
     """Runs a QuantizedModel's layers on the simulated cores, one layer at a time over a batch."""
 
     def __init__(self, qmodel: ptq.QuantizedModel, rows: int = 8, cols: int = 8, driver: str = "fast",
-                 corrupt_rtl_layer: int | None = None, buffers: dict | None = None):
+                 corrupt_rtl_layer: int | None = None, buffers: dict | None = None,
+                 lanes: int = cycles.POOL_LANES):
         from .compile import tiling
 
         sim = import_sim()
@@ -117,7 +118,7 @@ class RtlRunner:
         conv_params = {k.lower(): v for k, v in (buffers or {}).items()}
         pool_params = {k.lower(): v for k, v in tiling.pool_params(buffers).items()} if buffers else {}
         self.conv = sim.ConvCore(rows=rows, cols=cols, driver=driver, **conv_params)
-        self.pool = sim.PoolCore(driver=driver, **pool_params)
+        self.pool = sim.PoolCore(driver=driver, lanes=lanes, **pool_params)
         self.weights = [layer.w for layer in qmodel.layers]
         if corrupt_rtl_layer is not None:
             if not 0 <= corrupt_rtl_layer < len(qmodel.layers) or qmodel.layers[corrupt_rtl_layer].w is None:
