@@ -218,12 +218,12 @@ def config_key(common: dict, rows: int, cols: int, buffers: dict | None, lanes: 
 # ---------------------------------------------------------------------------------------------------------
 # one configuration (runs on a Dask worker, or in this process)
 # ---------------------------------------------------------------------------------------------------------
-def _dask_event(msg: str) -> None:
+def _dask_event(config: str, msg: str) -> None:
     """Tell the client (its progress bar) what this worker is doing; nothing outside a Dask worker."""
     with contextlib.suppress(Exception):
         from distributed import get_worker
 
-        get_worker().log_event(EVENT_TOPIC, {"msg": msg})
+        get_worker().log_event(EVENT_TOPIC, {"config": config, "msg": msg})
 
 
 def _needs_build(top: str, params: dict) -> bool:
@@ -248,12 +248,15 @@ def _kill_hook(spec: dict) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def run_config(spec: dict, qmodel, x_int8: np.ndarray, on_event: Callable[[str], None] | None = None) -> dict:
+def run_config(spec: dict, qmodel, x_int8: np.ndarray,
+               on_event: Callable[[str, str], None] | None = None) -> dict:
     """One configuration's row: build (cached), co-simulate `x_int8` (int8 (N, C, H, W)), with
     spec["synth"] synthesise; see the module docstring. Errors propagate (the caller makes a failed row)."""
     from .harness import RtlRunner
 
-    emit = on_event or _dask_event
+    def emit(msg: str) -> None:
+        (on_event or _dask_event)(spec["label"], msg)
+
     _kill_hook(spec)
     rows, cols, lanes, buffers = spec["rows"], spec["cols"], spec["lanes"], spec["buffers"]
     from .compile import tiling
@@ -482,8 +485,9 @@ def best_config(rows: list[dict]) -> dict | None:
 
 
 def format_table(rows: list[dict], synth: bool) -> str:
-    def f(v, spec):
-        return "-".rjust(int(spec.split(".")[0].lstrip("<>") or 1)) if v is None else format(v, spec)
+    def f(v, spec):  # a missing figure is a right-aligned "-" of the column's width
+        width = int("".join(ch for ch in spec.split(".")[0] if ch.isdigit()) or 1)
+        return "-".rjust(width) if v is None else format(v, spec)
 
     head = (f"{'configuration':<30} {'status':<8} {'exact':>9} {'cycles/img':>10} {'e2e':>13} {'util':>5} "
             f"{'build s':>7} {'sim s':>6}")
@@ -527,9 +531,11 @@ def dask_client(jobs: int, scheduler: str | None):
         from distributed import Client, LocalCluster
     except ImportError:
         raise CliError("cnnx sweep needs Dask: pip install 'cnnx[sweep]' (dask, distributed)") from None
-    # a worker that dies while running a configuration: retried once, then the task fails (KilledWorker)
+    # A worker that dies while running a configuration: retried once, then the task fails (KilledWorker).
+    # Worker saturation 1.0: a worker holds only the task it runs (Dask's default 1.1 rounds up to two per
+    # single-threaded worker, and a death would count against the queued one too).
     with dask.config.set({"distributed.scheduler.allowed-failures": 1,
-                          "distributed.worker.daemon": False}):
+                          "distributed.scheduler.worker-saturation": 1.0}):
         if scheduler:
             try:
                 client = Client(scheduler, timeout=15)
@@ -606,23 +612,38 @@ def run_sweep(run_dir, arrays, buffers_list=(None,), lanes_list=(cycle_model.POO
             if test_kill and s["label"] in test_kill:
                 s["test_kill"], s["test_kill_dir"] = test_kill[s["label"]], str(out)
 
+        active: dict[str, str] = {}  # configuration -> what its worker says it is doing
+        done: set[str] = set()
+
+        def status(config: str, msg: str | None) -> None:
+            """The bar's postfix: what every running configuration is doing, builds first."""
+            if msg is None:
+                active.pop(config, None)
+                done.add(config)
+            elif config not in done:  # (an event may arrive after its configuration's result)
+                active[config] = msg
+            bar.set_postfix_str("; ".join(sorted(active.values(), key=lambda m: not m.startswith("build"))))
+
+        rank = {s["key"]: i for i, s in enumerate(specs)}
+
         def finish(spec, row):
-            store.pop(spec["key"], None)
             store[spec["key"]] = row
-            write_results(out, store, meta)
-            bar.set_postfix_str(f"done {spec['label']}", refresh=False)
+            # this sweep's rows in configuration order, then those of earlier sweeps in this folder
+            ordered = sorted(store, key=lambda k: rank.get(k, len(rank)))
+            write_results(out, {k: store[k] for k in ordered}, meta)
+            status(spec["label"], None)
             bar.update(1)
 
         try:
             if todo and inline:
                 for s in todo:
                     try:
-                        row = run_config(s, qmodel, x_int8, on_event=lambda m: bar.set_postfix_str(m))
+                        row = run_config(s, qmodel, x_int8, on_event=status)
                     except Exception as e:
                         row = failed_row(s, f"{type(e).__name__}: {e}")
                     finish(s, row)
             elif todo:
-                _run_on_dask(todo, qmodel, x_int8, min(jobs, len(todo)), scheduler, bar, finish)
+                _run_on_dask(todo, qmodel, x_int8, min(jobs, len(todo)), scheduler, status, finish)
         finally:
             bar.close()
         rows = [store[s["key"]] for s in specs]
@@ -634,20 +655,22 @@ def run_sweep(run_dir, arrays, buffers_list=(None,), lanes_list=(cycle_model.POO
             "jobs": None if scheduler else jobs, "wall_s": round(time.perf_counter() - t0, 3)}
 
 
-def _run_on_dask(todo, qmodel, x_int8, jobs, scheduler, bar, finish) -> None:
+def _run_on_dask(todo, qmodel, x_int8, jobs, scheduler, status, finish) -> None:
     from distributed import as_completed
 
     with dask_client(jobs, scheduler) as client:
         def on_event(event):
-            msg = event[1].get("msg") if isinstance(event, tuple) and isinstance(event[1], dict) else None
-            if msg:
-                bar.set_postfix_str(msg)
+            d = event[1] if isinstance(event, tuple) and len(event) == 2 else None
+            if isinstance(d, dict) and isinstance(d.get("msg"), str) and isinstance(d.get("config"), str):
+                status(d["config"], d["msg"])
 
         client.subscribe_topic(EVENT_TOPIC, on_event)
-        qm_f, x_f = client.scatter([qmodel, x_int8], hash=False)
+        # The model and images go inside each task (small: LeNet-5 and 200 images are ~0.2 MB), not scattered:
+        # scattered data lives on one worker and would be lost with it, a task is resubmittable anywhere.
         futures = {}
         for s in todo:
-            fut = client.submit(run_config, s, qm_f, x_f, key=f"cnnx-sweep-{s['key']}", pure=False, retries=0)
+            fut = client.submit(run_config, s, qmodel, x_int8, key=f"cnnx-sweep-{s['key']}", pure=False,
+                                retries=0)
             futures[fut] = s
         for fut in as_completed(futures):
             s = futures[fut]
@@ -655,7 +678,8 @@ def _run_on_dask(todo, qmodel, x_int8, jobs, scheduler, bar, finish) -> None:
                 row = fut.result()
             except Exception as e:
                 name = type(e).__name__
-                msg = ("its worker died twice (retried once): " + one_line(str(e)) if name == "KilledWorker"
+                msg = ("its worker died twice (retried once): " + one_line(str(e)).split(". ")[0]
+                       if name == "KilledWorker"
                        else f"{name}: {e}")
                 row = failed_row(s, msg)
             finish(s, row)
