@@ -546,8 +546,13 @@ def dask_client(jobs: int, scheduler: str | None):
             finally:
                 client.close()
             return
-        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR, env={"OMP_NUM_THREADS": "1"})
+        import warnings
+
+        with warnings.catch_warnings():  # the scheduler's HTTP (health) server moving off a busy port
+            warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+            cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.ERROR,
+                                   env={"OMP_NUM_THREADS": "1"})
         try:
             client = Client(cluster)
             try:

@@ -168,3 +168,61 @@ def test_pareto_best_and_charts_with_synthesis_figures(tmp_path):
     table = sweep.format_table(rows, synth=True)
     assert "boom" in table and "more" not in table and "Fmax" in table
     assert sweep.best_config(rows[-1:]) is None
+
+
+@pytest.mark.rtl
+def test_cli_prints_the_table_and_one_json_object(run_dir, one_by_one, capsys):
+    from cnnx.cli import main
+
+    # the configurations of `one_by_one` are all in its folder: the CLI reuses them (no cluster starts)
+    argv = ["sweep", str(run_dir), "--array", "2x2,2x4,4x2", "--images", str(N_IMAGES), "--out",
+            one_by_one["out"]]
+    assert main([*argv, "--json"]) == 0
+    cap = capsys.readouterr()
+    doc = json.loads(cap.out)
+    assert doc["reused"] == 3 and doc["ran"] == 0 and [r["config"] for r in doc["rows"]] == LABELS
+    assert "2x4 L4" in cap.err and "already in" in cap.err
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "n/a (issue 9)" in out and "best: " in out and LABELS[2] in out
+
+
+class _FakeSynth:
+    """What cnnx.fpga.synth returns, as far as a sweep row reads it."""
+
+    def __init__(self, core, rows, cols, params):
+        self.core, self.part, self.speed, self.fits = core, "LFE5U-85F", 6, True
+        lanes = (params or {}).get("LANES", 0)
+        self.fmax_mhz = 100.0 if core == "conv" else 125.0
+        pes = rows * cols if core == "conv" else 0
+        self.resources = {"lut4_total": 1000 * pes + 10 * lanes, "ff": 500, "mult18": pes, "ebr_total": 40}
+
+
+@pytest.mark.rtl
+def test_synth_columns_come_from_the_synthesis_results(run_dir, one_by_one, tmp_path, monkeypatch):
+    import cnnx.fpga as fpga
+    from cnnx.fpga import flow
+
+    calls = []
+
+    def fake_synth(core, rows, cols, *, device, freq_mhz, seed, params, pnr):
+        calls.append((core, rows, cols, params))
+        return _FakeSynth(core, rows, cols, params)
+
+    monkeypatch.setattr(fpga, "synth", fake_synth)
+    monkeypatch.setattr(fpga, "find_cached", lambda *a, **k: None)
+    monkeypatch.setattr(flow, "tool_versions", lambda: {"yosys": "fake", "nextpnr-ecp5": "fake"})
+    monkeypatch.setattr(flow, "require_tools", lambda: None)
+    events = []
+    monkeypatch.setattr(sweep, "_dask_event", lambda config, msg: events.append(msg))
+    synth = {"device": "85k", "freq_mhz": 150.0, "seed": 1}
+    res = sweep.run_sweep(run_dir, ARRAYS[:1], n_images=N_IMAGES, synth=synth, out=tmp_path, progress=False,
+                          inline=True)
+    (row,) = res["rows"]
+    assert calls == [("conv", 2, 2, {}), ("pool", 2, 2, {"LANES": 4})]
+    assert row["lut4"] == 4000 + 40 and row["mult18"] == 4 and row["ebr"] == 80
+    assert row["fmax_mhz"] == 100.0  # the slower core's
+    assert row["latency_us"] == round(row["cycles_compute"] / 100.0, 3)
+    assert row["cycles_compute"] == one_by_one["rows"][0]["cycles_compute"]
+    assert res["best"]["config"] == LABELS[0]
+    assert (tmp_path / "pareto.png").is_file()
