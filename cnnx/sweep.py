@@ -267,7 +267,8 @@ def run_config(spec: dict, qmodel, x_int8: np.ndarray,
     built = [top for top, p in (("cnnx_conv_core", conv_params), ("cnnx_pool_core", pool_params))
              if _needs_build(top, p)]
     if built:
-        emit(f"building {rows}x{cols} (first time)")
+        what = [f"{rows}x{cols}" if top == "cnnx_conv_core" else f"pool L{lanes}" for top in built]
+        emit(f"building {' + '.join(what)} (first time)")
     runner = RtlRunner(qmodel, rows, cols, "fast", None, buffers, lanes=lanes)
     build_s = time.perf_counter() - t0
     try:

@@ -226,3 +226,19 @@ def test_synth_columns_come_from_the_synthesis_results(run_dir, one_by_one, tmp_
     assert row["cycles_compute"] == one_by_one["rows"][0]["cycles_compute"]
     assert res["best"]["config"] == LABELS[0]
     assert (tmp_path / "pareto.png").is_file()
+
+
+@pytest.mark.rtl
+def test_a_build_is_announced_and_timed_apart_from_the_simulation(run_dir, monkeypatch):
+    from cnnx.harness import load_run
+
+    _model, qmodel, images, _labels = load_run(run_dir)
+    x = qmodel.quantize_input(images[:2])
+    spec = {"rows": 2, "cols": 2, "lanes": 4, "buffers": None, "label": LABELS[0], "key": "k", "synth": None,
+            "model_cycles": sweep.model_layer_cycles(qmodel, 2, 2, None, 4), "macs": sweep.layer_macs(qmodel)}
+    monkeypatch.setattr(sweep, "_needs_build", lambda top, params: top == "cnnx_conv_core")
+    events = []
+    row = sweep.run_config(spec, qmodel, x, on_event=lambda config, msg: events.append((config, msg)))
+    assert events[0] == (LABELS[0], "building 2x2 (first time)")
+    assert row["built"] == "cnnx_conv_core" and row["build_s"] >= 0 and row["sim_s"] > 0
+    assert row["status"] == "ok" and row["bit_exact"] == 2
