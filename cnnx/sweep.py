@@ -427,13 +427,15 @@ def write_charts(rows: list[dict], out: Path) -> list[str]:
     ok = [r for r in rows if r.get("layers")]
     written = []
     if ok:
-        names = [L["name"] for L in ok[0]["layers"] if L["cycles"] is not None]
+        names = [f"{i} {L['name']}" for i, L in enumerate(ok[0]["layers"]) if L["cycles"] is not None]
+        colours = plt.get_cmap("tab20").colors
         fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(ok) * len(names) / 3 + 4), 4.5))
         width = 0.8 / len(ok)
         xs = np.arange(len(names))
         for k, r in enumerate(ok):
             cyc = [L["cycles"] for L in r["layers"] if L["cycles"] is not None]
-            ax.bar(xs + k * width - 0.4 + width / 2, cyc, width, label=r["config"])
+            ax.bar(xs + k * width - 0.4 + width / 2, cyc, width, label=r["config"],
+                   color=colours[k % len(colours)])
         ax.set_xticks(xs, names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("compute cycles per image")
         ax.set_yscale("log")
