@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="cnnx", description=__doc__.split("\n\n")[0])
     p.add_argument("--version", action="version", version=_version_text(), help="print the version and exit")
     sub = p.add_subparsers(dest="command", required=True,
-                           metavar="{train,eval,cosim,profile,synth,import,export}")
+                           metavar="{train,eval,cosim,profile,synth,import,export,sweep}")
 
     t = sub.add_parser(
         "train",
@@ -245,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .io.cli import add_export_parser
 
     add_export_parser(sub, _positive_int)
+    from .sweep import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub, _positive_int)
     _add_common_flags(sub)
     return p
 
@@ -483,6 +486,12 @@ def cmd_export(args) -> int:
     return cli_export(args)
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import cli_sweep  # Dask is imported only when a sweep runs (the `sweep` extra)
+
+    return cli_sweep(args)
+
+
 def cmd_synth(args) -> int:
     from .fpga.cli import cli_synth  # lazy: the FPGA tools are an optional extra
 
@@ -490,7 +499,7 @@ def cmd_synth(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "cosim": cmd_cosim, "profile": cmd_profile,
-            "synth": cmd_synth, "import": cmd_import, "export": cmd_export}
+            "synth": cmd_synth, "import": cmd_import, "export": cmd_export, "sweep": cmd_sweep}
 
 
 @contextlib.contextmanager

@@ -114,10 +114,11 @@ def tiled_pool_cycles(tiles, lanes=POOL_LANES) -> int:
     return sum(pool_cycles(*t, lanes=lanes) for t in tiles)
 
 
-def layer_cycles(layer, in_shape, rows=8, cols=8, buffers=None) -> int | None:
+def layer_cycles(layer, in_shape, rows=8, cols=8, buffers=None, lanes=POOL_LANES) -> int | None:
     """Cycles of one image through one int8 layer (`cnnx.ptq.QLayer`: its `kind`, `w`, `stride`, `padding`,
     `kernel`) with input shape `in_shape` (no batch), on a ROWS x COLS conv core and the pool core, with the
-    cores' buffers (`buffers`: cnnx.compile.tiling.parse_buffers' dict; None: the cores' defaults). A layer
+    cores' buffers (`buffers`: cnnx.compile.tiling.parse_buffers' dict; None: the cores' defaults) and the
+    pool core's `lanes`. A layer
     larger than the buffers is tiled as the RTL runner tiles it (cnnx.compile.tiling), and its cycles are
     the sum over its runs (tiled_conv_cycles / tiled_pool_cycles); a layer the tiler cannot split raises
     ValueError. None for a layer the RTL does not run (flatten). The harness and the profiler both ask
@@ -135,7 +136,7 @@ def layer_cycles(layer, in_shape, rows=8, cols=8, buffers=None) -> int | None:
     if layer.kind in ("maxpool", "avgpool"):
         C, H, W = in_shape
         pool_buf = tiling.pool_params(buffers)
-        return tiling.pool_cycles(C, H, W, layer.kernel, layer.stride, POOL_LANES, pool_buf)
+        return tiling.pool_cycles(C, H, W, layer.kernel, layer.stride, lanes, pool_buf)
     return None
 
 

