@@ -123,7 +123,7 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
 
     # measured cycles on the simulator (a few images), chained on the CPU's int8 inputs
     if rtl:
-        check_fits_rtl(qmodel, rows, cols, buffers)  # a layer the tiler cannot split: refused, naming it, first
+        check_fits_rtl(qmodel, rows, cols, buffers)  # a layer the tiler cannot split: refused (named) first
         runner = RtlRunner(qmodel, rows, cols, driver, buffers=buffers)
         k = max(1, min(rtl_images, n))
         for i, row in enumerate(rows_out):

@@ -152,9 +152,9 @@ def plan_conv(C, H, W, F, KH, KW, stride, padding, rows, cols, buffers) -> list[
     if K > wbank:
         if KH * KW > wbank:
             raise ValueError(
-                f"one input channel of one filter, KH*KW = {KH}*{KW} = {KH * KW} weights, does not fit a weight "
-                f"bank of {wbank} bytes (w={buffers['WEIGHT_DEPTH']} over {cp} column banks), so even a split "
-                "by input channels cannot run it: build with a larger w buffer or fewer columns")
+                f"one input channel of one filter, KH*KW = {KH}*{KW} = {KH * KW} weights, does not fit a "
+                f"weight bank of {wbank} bytes (w={buffers['WEIGHT_DEPTH']} over {cp} column banks), so "
+                "even a split by input channels cannot run it: build with a larger w buffer or fewer columns")
         quant.check_acc_range(K)     # the whole sum (bias: checked by the run) must fit int32
         # whole input channels per chunk: as many as a weight bank holds and the input buffer then allows
         step = wbank // (KH * KW)
@@ -221,8 +221,8 @@ def _conv_tiles(C, H, W, F, KH, KW, stride, padding, f_step, r_step, OH, host_pa
 
 def conv_tile_shapes(tiles) -> list[tuple]:
     """Each tile's per-run shape, with the pass count RAW_PASSES appended for a raw-accumulator tile."""
-    return [(t.C, t.H, t.W, t.F, t.KH, t.KW, t.stride, t.padding) + ((cycle_model.RAW_PASSES,) if t.raw else ())
-            for t in tiles]
+    return [(t.C, t.H, t.W, t.F, t.KH, t.KW, t.stride, t.padding)
+            + ((cycle_model.RAW_PASSES,) if t.raw else ()) for t in tiles]
 
 
 def conv_cycles(C, H, W, F, KH, KW, stride, padding, rows, cols, buffers) -> int:
