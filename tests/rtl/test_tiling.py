@@ -76,6 +76,8 @@ def test_plan_refuses_what_even_an_input_channel_split_cannot_run():
         tiling.plan_conv(2, 40, 40, 4, 33, 33, 1, 0, 8, 8, buf)
     with pytest.raises(ValueError, match="beyond int32"):
         tiling.plan_conv(140_000, 1, 1, 4, 1, 1, 1, 0, 8, 8, buf)
+    with pytest.raises(ValueError, match="input band"):   # even a one-channel chunk's band exceeds in=1K
+        tiling.plan_conv(200, 5, 400, 4, 3, 3, 1, 0, 8, 8, buf)
     with pytest.raises(ValueError, match="input band"):
         tiling.plan_conv(16, 8, 100, 4, 3, 3, 1, 0, 8, 8, buf)
     with pytest.raises(ValueError, match="output bank"):
