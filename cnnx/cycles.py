@@ -102,11 +102,17 @@ def pool_cycles(C, H, W, kernel, stride=None, lanes=POOL_LANES) -> int:
     return -(-C // lanes) * OH * OW * kernel * kernel + POOL_PIPELINE
 
 
+# a tile run in the conv core's raw-accumulator mode is run once per byte of its int32 accumulators
+RAW_PASSES = 4
+
+
 def tiled_conv_cycles(tiles, rows=8, cols=8) -> int:
     """A layer run as several core runs (cnnx.compile.tiling): the sum of conv_cycles over the runs, each
-    given as (C, H, W, F, KH, KW, stride, padding). Nothing else is counted: between runs the host reloads
-    the buffers, which (like all loading) is outside the counters."""
-    return sum(conv_cycles(*t, rows=rows, cols=cols) for t in tiles)
+    given as (C, H, W, F, KH, KW, stride, padding), or with a 9th element, the number of identical passes
+    (RAW_PASSES for an input-channel chunk read out in raw-accumulator mode; a raw pass has the same schedule
+    and cycles as a requantised run). Nothing else is counted: between runs the host reloads the buffers and
+    sums the partial accumulators, which (like all loading) is outside the counters."""
+    return sum(conv_cycles(*t[:8], rows=rows, cols=cols) * (t[8] if len(t) > 8 else 1) for t in tiles)
 
 
 def tiled_pool_cycles(tiles, lanes=POOL_LANES) -> int:

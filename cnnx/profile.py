@@ -136,7 +136,7 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
 
     # measured cycles on the simulator (a few images), chained on the CPU's int8 inputs
     if rtl:
-        check_fits_rtl(qmodel, rows, cols, buffers)  # a layer the tiler cannot split: refused by name, first
+        check_fits_rtl(qmodel, rows, cols, buffers)  # a layer the tiler cannot split: refused (named) first
         runner = RtlRunner(qmodel, rows, cols, driver, buffers=buffers, trace=trace,
                            trace_clock_mhz=clock_mhz if trace else None)  # the VCD's clock: only if traced
         k = 1 if trace else max(1, min(rtl_images, n))

@@ -69,12 +69,14 @@ def _batch_words(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(flat).view("<u4").astype(np.uint32).reshape(n, -1)
 
 
-def conv_registers(C, H, W, F, KH, KW, stride, padding, rq: quant.Requant) -> tuple[int, ...]:
+def conv_registers(C, H, W, F, KH, KW, stride, padding, rq: quant.Requant, raw_byte=None) -> tuple[int, ...]:
     """The conv core's 16 configuration registers in address order (verilog/cnnx_conv_core.v): the layer's
-    sizes, OH/OW, the requantisation, and the three address steps the host computes for the core."""
+    sizes, OH/OW, the requantisation, and the three address steps the host computes for the core.
+    `raw_byte` 0..3 selects the raw-accumulator mode (register 12 bit 1, the byte in bits 3:2)."""
     OH = out_size(H, KH, stride, padding, what="kernel")
     OW = out_size(W, KW, stride, padding, what="kernel")
-    return (C, H, W, F, KH, KW, stride, padding, OH, OW, rq.mult, rq.shift, int(rq.relu),
+    mode = int(rq.relu) if raw_byte is None else 2 | (int(raw_byte) << 2)
+    return (C, H, W, F, KH, KW, stride, padding, OH, OW, rq.mult, rq.shift, mode,
             (H * W) & U32_MAX, (stride * W) & U32_MAX, (padding * W + padding) & U32_MAX)
 
 
@@ -355,7 +357,25 @@ class ConvCore(_Core):
         self.last_mac_count = 0
         super().__init__(driver, trace, params, trace_clock_mhz)
 
-    def run(self, x, w, b, rq: quant.Requant, stride: int = 1, padding: int = 0):
+    def run_raw(self, x, w, stride: int = 1, padding: int = 0):
+        """The exact int32 accumulators (no bias, no requantisation) of a conv layer: four runs in the
+        core's raw-accumulator mode, one per accumulator byte, reassembled. Returns (acc int32 (N, F, OH, OW),
+        total cycles); `last_cycles` holds each image's cycles over the four runs."""
+        acc = None
+        cyc = None
+        for k in range(4):
+            yk, _ = self.run(x, w, None, quant.Requant(1, 1), stride, padding, raw_byte=k)
+            byte = yk.view(np.uint8).astype(np.uint32) << np.uint32(8 * k)
+            acc = byte if acc is None else acc | byte
+            cyc = np.asarray(self.last_cycles, np.int64) if cyc is None else cyc + self.last_cycles
+        self.last_cycles = [int(c) for c in cyc]
+        return acc.view(np.int32), int(cyc.sum())
+
+    def run(self, x, w, b, rq: quant.Requant, stride: int = 1, padding: int = 0, raw_byte=None):
+        """A conv layer's int8 outputs; with `raw_byte` (0..3, see `run_raw`) byte raw_byte of each exact
+        int32 accumulator instead (the bias is ignored then)."""
+        if raw_byte is not None and raw_byte not in (0, 1, 2, 3):
+            raise ValueError(f"raw_byte must be 0, 1, 2 or 3, got {raw_byte!r}")
         x = check_array("x", x, np.int8, 4)
         w = check_array("w", w, np.int8, 4)
         N, C, H, W = x.shape
@@ -392,7 +412,7 @@ class ConvCore(_Core):
             raise ValueError(f"the layer needs {expected} cycles and {macs} MACs; the core's 32-bit counters "
                              f"hold at most {U32_MAX // 2 - 1000} cycles and {U32_MAX} MACs")
 
-        self._be.config(list(enumerate(conv_registers(C, H, W, F, KH, KW, stride, padding, rq))))
+        self._be.config(list(enumerate(conv_registers(C, H, W, F, KH, KW, stride, padding, rq, raw_byte))))
         # column bank c holds filters c, c + COLS, ...: filter j*COLS + c's K weights at byte j*K, bias j
         wp = np.zeros((FT * cols, K), np.int8)
         wp[:F] = w.reshape(F, K)

@@ -47,7 +47,12 @@
 //                      input map byte (c, h, w) at c*H*W + h*W + w; weights: word w of column bank c at
 //                      c * (WEIGHT_DEPTH/CP/4) + w; bias: entry j of bank c at c * (BIAS_DEPTH/CP) + j
 //   register port      cfg_en, cfg_addr, cfg_data: 0 C, 1 H, 2 W, 3 F, 4 KH, 5 KW, 6 STRIDE, 7 PAD, 8 OH,
-//                      9 OW, 10 MULT, 11 SHIFT, 12 RELU, 13 H*W, 14 STRIDE*W, 15 PAD*W + PAD.
+//                      9 OW, 10 MULT, 11 SHIFT, 12 RELU (bit 0) | RAW (bit 1) | RAW_BYTE (bits 3:2),
+//                      13 H*W, 14 STRIDE*W, 15 PAD*W + PAD.
+//                      Raw-accumulator mode (RAW = 1): each output byte is byte RAW_BYTE of the exact int32
+//                      accumulator (bias NOT added, no requantisation); the host runs a tile once per byte it
+//                      needs and reassembles the int32 (input-channel tiling, cnnx/compile/tiling.py). Same
+//                      schedule and cycles as a requantised run.
 //                      The host computes OH/OW ("window must fit", cnnx/shapes.py) and the three products,
 //                      as a layer descriptor would: the core neither divides nor multiplies.
 //   start / busy / done  start is sampled when idle; done stays high from the end of a run to the next start
@@ -143,6 +148,8 @@ module cnnx_conv_core #(
     reg [15:0]      mult_reg;
     reg [5:0]       shift_reg;
     reg             relu_reg;
+    reg             raw_reg;         // raw-accumulator output mode
+    reg [1:0]       raw_byte_reg;    // ... the accumulator byte it writes
     reg [IF_AW-1:0] hw_reg;          // H*W, STRIDE*W and PAD*W + PAD modulo the buffer: address steps
     reg [IF_AW-1:0] sw_reg;
     reg [IF_AW-1:0] padw_reg;
@@ -158,6 +165,7 @@ module cnnx_conv_core #(
             kh_reg <= {D{1'b0}}; kw_reg <= {D{1'b0}}; stride_reg <= {D{1'b0}}; pad_reg <= {D{1'b0}};
             oh_reg <= {D{1'b0}}; ow_reg <= {D{1'b0}};
             mult_reg <= 16'd0; shift_reg <= 6'd0; relu_reg <= 1'b0;
+            raw_reg <= 1'b0; raw_byte_reg <= 2'd0;
             hw_reg <= {IF_AW{1'b0}}; sw_reg <= {IF_AW{1'b0}}; padw_reg <= {IF_AW{1'b0}};
         end else if (cfg_en && idle) begin
             case (cfg_addr)
@@ -173,7 +181,11 @@ module cnnx_conv_core #(
                 4'd9: ow_reg <= cfg_data[D-1:0];
                 4'd10: mult_reg <= cfg_data[15:0];
                 4'd11: shift_reg <= cfg_data[5:0];
-                4'd12: relu_reg <= cfg_data[0];
+                4'd12: begin
+                    relu_reg <= cfg_data[0];
+                    raw_reg <= cfg_data[1];
+                    raw_byte_reg <= cfg_data[3:2];
+                end
                 4'd13: hw_reg <= cfg_data[IF_AW-1:0];
                 4'd14: sw_reg <= cfg_data[IF_AW-1:0];
                 4'd15: padw_reg <= cfg_data[IF_AW-1:0];
@@ -690,13 +702,14 @@ module cnnx_conv_core #(
             reg              dq_valid_reg;
             reg              dq_last_reg;
             reg [31:0]       dq_reg;
+            reg [7:0]        dq_raw_reg;        // byte RAW_BYTE of the accumulator (raw mode)
             reg [OB_AW-1:0]  dq_slot_reg;
             wire [31:0]      bias_q;
             wire             active = drain_first[c] | busy_w_reg;
             wire [RW-1:0]    j = drain_first[c] ? {RW{1'b0}} : j_reg;
             wire             rq_valid;
             wire [7:0]       rq_y;
-            wire [OB_AW:0]   rq_tag;
+            wire [OB_AW+8:0] rq_tag;            // {raw byte, last row, slot}
             // MULT and SHIFT reach column c through (c mod 4) + 1 registers, from the configuration or the
             // column before: copies the synthesis keeps apart (different inputs), each near its column's
             // multiplier and shifter; they settle within 4 cycles of a write, long before a first drained row
@@ -739,6 +752,7 @@ module cnnx_conv_core #(
                     end
                 end
                 dq_reg <= drain_data[c*32 +: 32];
+                dq_raw_reg <= drain_data[c*32 + 8*raw_byte_reg +: 8];
                 dq_slot_reg <= slot_reg;
                 dq_last_reg <= (j == ROWS_M1);
             end
@@ -768,14 +782,14 @@ module cnnx_conv_core #(
             );
 
             cnnx_requant #(
-                .TAG_W(OB_AW + 1)
+                .TAG_W(OB_AW + 9)
             ) u_requant (
                 .clk(clk),
                 .rst(rst),
                 .in_valid(dq_valid_reg),
                 .acc(dq_reg),
                 .bias(bias_q),
-                .tag_in({dq_last_reg, dq_slot_reg}),
+                .tag_in({dq_raw_reg, dq_last_reg, dq_slot_reg}),
                 .mult(mult_q),
                 .shift(shift_q),
                 .relu(relu_reg),
@@ -784,7 +798,8 @@ module cnnx_conv_core #(
                 .tag_out(rq_tag)
             );
             assign col_tile_done[c] = rq_valid && rq_tag[OB_AW];
-            assign rq_words[c*32 +: 32] = {4{rq_y}};
+            // the raw byte rides through the requantiser's tag pipeline, so both modes write at the same cycle
+            assign rq_words[c*32 +: 32] = {4{raw_reg ? rq_tag[OB_AW+1 +: 8] : rq_y}};
             assign rq_we[c*4 +: 4] = {4{rq_valid}} & (4'b0001 << rq_tag[1:0]);
             assign rq_waddr[c*(OB_AW-2) +: OB_AW-2] = rq_tag[OB_AW-1:2];
         end

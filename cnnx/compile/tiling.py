@@ -7,9 +7,13 @@ Conv (and dense, as a 1x1 convolution) layers are split
     zero-padded input (the host pads it, and the core then runs with padding 0), so only the band must fit
     the input buffer and only the tile's outputs the output buffer.
 A layer whose input map and outputs fit is never split by rows (it runs with the core's own padding).
-Splitting by input channels would need the int32 partial sums out of the core; the conv core only returns
-requantised int8 outputs (verilog/cnnx_conv_core.v has no raw-accumulator mode), so a layer where one
-filter's C*KH*KW does not fit a weight bank is refused with a message naming the sizes.
+  * by input channels, when one filter's C*KH*KW weights do not fit a weight bank: the channels are cut
+    into chunks of as many whole channels as a bank holds, each chunk planned as above (filters, rows) and
+    run in the conv core's raw-accumulator mode (RAW_PASSES = 4 runs, one per byte of the exact int32
+    accumulators, cnnx.sim.ConvCore.run_raw); the host sums the chunks' partial accumulators (exact: the
+    whole sum obeys cnnx.quant.check_acc_range, so every partial sum fits int32 too), adds the bias once and
+    requantises with cnnx.quant.requantize. A layer where one channel's KH*KW weights do not fit a bank is
+    refused with a message naming the sizes.
 Pool layers are split by channels (a pool is channel-wise).
 
 Every tile is one ordinary run of the existing drivers (cnnx.sim.ConvCore.run / PoolCore.run); its cycles are
@@ -24,11 +28,12 @@ Verilog parameter guards (powers of two and ranges) before any build.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .. import cycles as cycle_model
+from .. import quant
 from ..shapes import out_size
 
 # the conv core's defaults (verilog/cnnx_conv_core.v) and the pool core's (verilog/cnnx_pool_core.v)
@@ -128,6 +133,10 @@ class ConvTile:
     KW: int
     stride: int
     padding: int
+    # input channels [c0, c1) (c1 = -1: all); raw: run in raw-accumulator mode (an input-channel chunk)
+    c0: int = 0
+    c1: int = -1
+    raw: bool = False
 
 
 def plan_conv(C, H, W, F, KH, KW, stride, padding, rows, cols, buffers) -> list[ConvTile]:
@@ -141,11 +150,28 @@ def plan_conv(C, H, W, F, KH, KW, stride, padding, rows, cols, buffers) -> list[
     bbank, ifmap = buffers["BIAS_DEPTH"] // cp, buffers["IFMAP_DEPTH"]
     K = C * KH * KW
     if K > wbank:
-        raise ValueError(
-            f"one filter's weights C*KH*KW = {C}*{KH}*{KW} = {K} bytes do not fit a weight bank of {wbank} "
-            f"bytes (w={buffers['WEIGHT_DEPTH']} over {cp} column banks); splitting by input channels needs "
-            "the int32 partial sums out of the core, which the conv core does not return (no raw-accumulator "
-            "mode): build with a larger w buffer or fewer columns")
+        if KH * KW > wbank:
+            raise ValueError(
+                f"one input channel of one filter, KH*KW = {KH}*{KW} = {KH * KW} weights, does not fit a "
+                f"weight bank of {wbank} bytes (w={buffers['WEIGHT_DEPTH']} over {cp} column banks), so "
+                "even a split by input channels cannot run it: build with a larger w buffer or fewer columns")
+        quant.check_acc_range(K)     # the whole sum (bias: checked by the run) must fit int32
+        # whole input channels per chunk: as many as a weight bank holds and the input buffer then allows
+        step = wbank // (KH * KW)
+        while True:
+            try:
+                plan_conv(step, H, W, F, KH, KW, stride, padding, rows, cols, buffers)
+                break
+            except ValueError:
+                if step == 1:
+                    raise
+                step = max(1, step // 2) if step > 64 else step - 1
+        tiles = []
+        for c0 in range(0, C, step):
+            c1 = min(C, c0 + step)
+            for t in plan_conv(c1 - c0, H, W, F, KH, KW, stride, padding, rows, cols, buffers):
+                tiles.append(replace(t, c0=c0, c1=c1, raw=True))
+        return tiles
     ft_max = min(wbank // K, bbank)            # filters per column bank in one tile
 
     def out_fits(n_rows, ft):
@@ -194,7 +220,9 @@ def _conv_tiles(C, H, W, F, KH, KW, stride, padding, f_step, r_step, OH, host_pa
 
 
 def conv_tile_shapes(tiles) -> list[tuple]:
-    return [(t.C, t.H, t.W, t.F, t.KH, t.KW, t.stride, t.padding) for t in tiles]
+    """Each tile's per-run shape, with the pass count RAW_PASSES appended for a raw-accumulator tile."""
+    return [(t.C, t.H, t.W, t.F, t.KH, t.KW, t.stride, t.padding)
+            + ((cycle_model.RAW_PASSES,) if t.raw else ()) for t in tiles]
 
 
 def conv_cycles(C, H, W, F, KH, KW, stride, padding, rows, cols, buffers) -> int:
@@ -211,20 +239,33 @@ def run_conv(core, x, w, b, rq, stride=1, padding=0):
     OH = out_size(H, KH, stride, padding, what="kernel")
     OW = out_size(W, KW, stride, padding, what="kernel")
     b = np.zeros(F, np.int32) if b is None else b
+    raw = bool(tiles) and tiles[0].raw
+    if raw:
+        quant.check_acc_range(C * KH * KW, b)
     y = np.empty((N, F, OH, OW), np.int8)
+    acc = np.zeros((N, F, OH, OW), np.int64) if raw else None
     cyc = np.zeros(N, np.int64)
     xp = None
     for t in tiles:
         if t.host_pad:
             if xp is None:
                 xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding))) if padding else x
-            xt = np.ascontiguousarray(xp[:, :, t.r0 * stride : t.r0 * stride + t.H])
+            xt = xp[:, :, t.r0 * stride : t.r0 * stride + t.H]
         else:
             xt = x
-        yt, _ = core.run(xt, np.ascontiguousarray(w[t.f0 : t.f1]), np.ascontiguousarray(b[t.f0 : t.f1]), rq,
-                         stride=stride, padding=t.padding)
-        y[:, t.f0 : t.f1, t.r0 : t.r1] = yt if t.host_pad else yt[:, :, t.r0 : t.r1]
+        wt = w[t.f0 : t.f1]
+        if t.raw:
+            xt, wt = xt[:, t.c0 : t.c1], wt[:, t.c0 : t.c1]
+            part, _ = core.run_raw(np.ascontiguousarray(xt), np.ascontiguousarray(wt), stride=stride,
+                                   padding=t.padding)
+            acc[:, t.f0 : t.f1, t.r0 : t.r1] += part if t.host_pad else part[:, :, t.r0 : t.r1]
+        else:
+            yt, _ = core.run(np.ascontiguousarray(xt), np.ascontiguousarray(wt),
+                             np.ascontiguousarray(b[t.f0 : t.f1]), rq, stride=stride, padding=t.padding)
+            y[:, t.f0 : t.f1, t.r0 : t.r1] = yt if t.host_pad else yt[:, :, t.r0 : t.r1]
         cyc += np.asarray(core.last_cycles, np.int64)
+    if raw:   # every partial and the whole sum plus bias fit int32 (checked above): exact
+        y = quant.requantize((acc + b.astype(np.int64)[None, :, None, None]).astype(np.int32), rq)
     return y, cyc
 
 

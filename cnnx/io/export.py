@@ -113,6 +113,14 @@ def layer_program(layer, in_shape, rows, cols, buffers, lanes=cycle_model.POOL_L
     n_in = int(np.prod(in_shape))
     if n_in > MAX_PROBE or (layer.w is not None and layer.w.size > MAX_PROBE):
         raise ValueError(f"layer {layer.name} is too large to export (more than {MAX_PROBE} elements)")
+    if layer.kind in ("conv", "linear"):
+        C, H, W = in_shape if layer.kind == "conv" else (int(np.prod(in_shape)), 1, 1)
+        F, _, KH, KW = layer.w.shape if layer.kind == "conv" else (*layer.w.shape, 1, 1)
+        s, p = (layer.stride, layer.padding) if layer.kind == "conv" else (1, 0)
+        if any(t.raw for t in tiling.plan_conv(C, H, W, F, KH, KW, s, p, rows, cols, buffers)):
+            raise ValueError(f"layer {layer.name}: one filter ({C}*{KH}*{KW} weights) does not fit a weight "
+                             "bank, so it runs split by input channels with host-side int32 sums, which the "
+                             "exported standalone testbench does not do; export with a larger w buffer")
     passes = []
     for probe in range(3):
         rec = _Recorder(kind, rows, cols, lanes, probe)

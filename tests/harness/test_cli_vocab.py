@@ -180,9 +180,16 @@ def test_cosim_trace_writes_vcds_on_the_clock(capsys, tmp_path, tiny_run_dir):
     assert obj["traces"] == [str(vcd), str(tmp_path / "w.pool.vcd")] and obj["workers"] == 1
     assert obj["trace_clock_mhz"] == 125
     for path in obj["traces"]:
-        head = Path(path).read_text(errors="replace")[:200_000]
+        stamps = []
+        with open(path, errors="replace") as f:  # the first dump holds every signal: read until 6 stamps
+            head = f.read(4096)
+            f.seek(0)
+            for line in f:
+                if line.startswith("#"):
+                    stamps.append(int(line[1:]))
+                    if len(stamps) == 6:
+                        break
         assert "$timescale 1ps $end" in head
-        stamps = [int(line[1:]) for line in head.splitlines() if line.startswith("#")][:6]
         assert stamps == [4000, 8000, 12000, 16000, 20000, 24000]  # rise at P/2, fall at P; P = 8000 ps
 
 

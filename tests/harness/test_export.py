@@ -18,6 +18,13 @@ def test_export_refuses_bad_buffers(tiny_run_dir, tmp_path, capsys):
     assert "power of two" in capsys.readouterr().err
 
 
+def test_export_refuses_a_layer_split_by_input_channels(tiny_run_dir, tmp_path, capsys):
+    # w=4K on 4x32: weight banks of 128 bytes < conv2's 6*5*5: cosim splits it by input channels, export can't
+    assert main(["export", str(tiny_run_dir), "--out", str(tmp_path / "x"), "--buffers",
+                 "in=4K,w=4K,out=4K,bias=64", "--array", "4x32"]) == 2
+    assert "split by input channels" in capsys.readouterr().err
+
+
 @pytest.mark.rtl
 def test_exported_testbench_passes_and_catches_a_changed_weight(tiny_run_dir, tmp_path, capsys):
     if shutil.which("verilator") is None or shutil.which("make") is None:
