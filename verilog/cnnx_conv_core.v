@@ -236,7 +236,12 @@ module cnnx_conv_core #(
     reg [ROWS-1:0]           st_valid_reg;
     reg [RW-1:0]             st_rows_reg;     // valid pixels staged so far
 
-    wire pw_step = (state_reg == ST_SETUP || state_reg == ST_RUN) && (pw_cnt_reg != ROWS_R);
+    // pw_step = walking (SETUP or RUN) and pw_cnt_reg != ROWS, held in registers (computed a cycle ahead,
+    // below) rather than decoded from the state: it enables every staging register (ROWS * (2*CW + IF_AW + 1)
+    // flip-flops), so each staging slot r has its own copy pw_step_q[r] and the walker copy ROWS. Each copy
+    // feeds back into its own next value, so the copies have different inputs and the synthesis keeps them.
+    reg  [ROWS:0] pw_step_q;
+    wire pw_step = pw_step_q[ROWS];
     reg  pw_ow_last_reg;                      // pw_ow_reg == OW - 1, registered with it
     wire pw_wrap = pw_ow_last_reg;
 
@@ -248,15 +253,24 @@ module cnnx_conv_core #(
     wire [RW-1:0]         st_rows_next = st_rows_reg + {{(RW-1){1'b0}}, pw_step & pw_valid_reg};
     generate
         if (ROWS == 1) begin : g_st1
-            assign st_ih0_next = pw_step ? pw_ih0_reg : st_ih0_reg;
-            assign st_iw0_next = pw_step ? pw_iw0_reg : st_iw0_reg;
-            assign st_base_next = pw_step ? pw_base_reg : st_base_reg;
-            assign st_valid_next = pw_step ? pw_valid_reg : st_valid_reg;
+            assign st_ih0_next = pw_step_q[0] ? pw_ih0_reg : st_ih0_reg;
+            assign st_iw0_next = pw_step_q[0] ? pw_iw0_reg : st_iw0_reg;
+            assign st_base_next = pw_step_q[0] ? pw_base_reg : st_base_reg;
+            assign st_valid_next = pw_step_q[0] ? pw_valid_reg : st_valid_reg;
         end else begin : g_stn
-            assign st_ih0_next = pw_step ? {pw_ih0_reg, st_ih0_reg[ROWS*CW-1:CW]} : st_ih0_reg;
-            assign st_iw0_next = pw_step ? {pw_iw0_reg, st_iw0_reg[ROWS*CW-1:CW]} : st_iw0_reg;
-            assign st_base_next = pw_step ? {pw_base_reg, st_base_reg[ROWS*IF_AW-1:IF_AW]} : st_base_reg;
-            assign st_valid_next = pw_step ? {pw_valid_reg, st_valid_reg[ROWS-1:1]} : st_valid_reg;
+            // what slot r takes on a step: slot r + 1, or the walker's newest pixel for the top slot
+            wire [ROWS*CW-1:0]    ih0_in = {pw_ih0_reg, st_ih0_reg[ROWS*CW-1:CW]};
+            wire [ROWS*CW-1:0]    iw0_in = {pw_iw0_reg, st_iw0_reg[ROWS*CW-1:CW]};
+            wire [ROWS*IF_AW-1:0] base_in = {pw_base_reg, st_base_reg[ROWS*IF_AW-1:IF_AW]};
+            wire [ROWS-1:0]       valid_in = {pw_valid_reg, st_valid_reg[ROWS-1:1]};
+            genvar r;
+            for (r = 0; r < ROWS; r = r + 1) begin : g_slot
+                assign st_ih0_next[r*CW +: CW] = pw_step_q[r] ? ih0_in[r*CW +: CW] : st_ih0_reg[r*CW +: CW];
+                assign st_iw0_next[r*CW +: CW] = pw_step_q[r] ? iw0_in[r*CW +: CW] : st_iw0_reg[r*CW +: CW];
+                assign st_base_next[r*IF_AW +: IF_AW] = pw_step_q[r] ? base_in[r*IF_AW +: IF_AW]
+                                                                       : st_base_reg[r*IF_AW +: IF_AW];
+                assign st_valid_next[r] = pw_step_q[r] ? valid_in[r] : st_valid_reg[r];
+            end
         end
     endgenerate
 
@@ -308,6 +322,20 @@ module cnnx_conv_core #(
     wire new_ptile = setup_end || (tile_end && last_ftile && nxt_valid);
     wire last_tile = tile_end && last_ftile && !nxt_valid;
 
+    // the walker steps in the next cycle if it walks then (a run starts, or SETUP, or RUN but not its last
+    // tile) and the tile it prepares then is not complete (a new one starts, or one more step is due)
+    wire start_go = idle && start && !empty_layer;
+    wire walk_next = start_go || (state_reg == ST_SETUP) || (running && !last_tile);
+    wire step_restart = walk_next && (start_go || new_ptile);
+    wire step_more = walk_next && (pw_cnt_reg != ROWS_M1);
+    always @(posedge clk) begin
+        if (rst) begin
+            pw_step_q <= {(ROWS+1){1'b0}};
+        end else begin
+            pw_step_q <= {(ROWS+1){step_restart}} | ({(ROWS+1){step_more}} & pw_step_q);
+        end
+    end
+
     // MACs per step of this tile (real rows x real columns), by shift-and-add over the first MM_STEPS
     // cycles of the tile (MM_STEPS = bits of the row count <= ROWS <= PERIOD); the MAC counter adds it to
     // the steps MM_STEPS cycles late
@@ -356,16 +384,16 @@ module cnnx_conv_core #(
                 mm_done_reg <= 1'b0;
             end
 
-            // the pixel walker
+            // the pixel walker (the staging slots follow their own step copies through st_*_next)
+            st_ih0_reg <= st_ih0_next;
+            st_iw0_reg <= st_iw0_next;
+            st_base_reg <= st_base_next;
+            st_valid_reg <= st_valid_next;
             if (pw_step) begin
                 if (pw_cnt_reg == {RW{1'b0}}) begin
                     nxt_valid_reg <= pw_valid_reg;
                 end
                 pw_cnt_reg <= pw_cnt_reg + 1'b1;
-                st_ih0_reg <= st_ih0_next;
-                st_iw0_reg <= st_iw0_next;
-                st_base_reg <= st_base_next;
-                st_valid_reg <= st_valid_next;
                 st_rows_reg <= st_rows_next;
                 if (pw_wrap) begin
                     pw_ow_reg <= {D{1'b0}};

@@ -153,7 +153,26 @@ module cnnx_systolic_array #(
         end
     end
     assign drain_first = drain_first_reg;
-    assign drain_soon = drain_load_reg;
+
+    // drain_soon: a copy of drain_load_reg for the readers outside the array (column c's writer, its bias
+    // read), which sit far from the column's PEs that drain_load_reg drives. The copy is built from other
+    // inputs so that synthesis keeps it apart: the flags reach column c one cycle after column c - 1, so
+    // drain_load_reg[c] is drain_load_reg[c - 1] one cycle late; column 0's is the bottom-left PE's input
+    // flags two cycles late.
+    reg [COLS-1:0] drain_soon_reg;
+    reg            bl_in_reg;      // valid and last at the bottom-left PE's input, one cycle late
+    wire [COLS:0]  soon_src = {drain_load_reg, bl_in_reg};   // column c's source: bit c
+    wire           unused_soon = soon_src[COLS];              // drain_load_reg[COLS-1] feeds no copy
+    always @(posedge clk) begin
+        if (rst) begin
+            drain_soon_reg <= {COLS{1'b0}};
+            bl_in_reg <= 1'b0;
+        end else begin
+            bl_in_reg <= valid_h[(ROWS-1)*(COLS+1)] & last_h[(ROWS-1)*(COLS+1)];
+            drain_soon_reg <= soon_src[COLS-1:0];
+        end
+    end
+    assign drain_soon = drain_soon_reg;
 
 endmodule
 
