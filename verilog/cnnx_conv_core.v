@@ -158,6 +158,7 @@ module cnnx_conv_core #(
     // ... and the one before it: a walker compares its index with these (i + 1 == N - 1 without the adder)
     reg [D-1:0]     c_m2_reg, kh_m2_reg, kw_m2_reg, ow_m2_reg;
     reg             c_is1_reg, kh_is1_reg, kw_is1_reg, ow_is1_reg, f_le_cols_reg;
+    reg             k_is1_reg;       // C = KH = KW = 1: every tap is the last
 
     always @(posedge clk) begin
         if (rst) begin
@@ -201,6 +202,7 @@ module cnnx_conv_core #(
         ow_m2_reg <= ow_reg - {{(D-2){1'b0}}, 2'd2};
         oh_m1_reg <= oh_reg - 1'b1;
         c_is1_reg <= (c_reg == 1);
+        k_is1_reg <= (c_reg == 1) && (kh_reg == 1) && (kw_reg == 1);
         kh_is1_reg <= (kh_reg == 1);
         kw_is1_reg <= (kw_reg == 1);
         ow_is1_reg <= (ow_reg == 1);
@@ -298,13 +300,18 @@ module cnnx_conv_core #(
     reg               done_reg;
 
     wire running = (state_reg == ST_RUN);
+    integer i;
     // "last index" flags, registered with their counters, so the control decisions that fan out to hundreds
     // of enables start from registers rather than from 17-bit comparators
     reg  kw_last_reg, kh_last_reg, c_last_reg, lastf_reg;
-    wire last_tap = kw_last_reg && kh_last_reg && c_last_reg;
+    // ... and their conjunction, registered with them (kw_last_reg && kh_last_reg && c_last_reg)
+    reg  last_tap_reg;
+    wire last_tap = last_tap_reg;
     wire tile_end = running && (!feed_reg || last_tap) && tsat_last_reg;
     wire last_ftile = lastf_reg;            // frem_reg <= COLS
-    wire setup_end = (state_reg == ST_SETUP) && (pw_cnt_reg == ROWS_M1);
+    // the last set-up cycle, (state_reg == ST_SETUP) && (pw_cnt_reg == ROWS - 1), registered a cycle ahead
+    reg  setup_end_reg;
+    wire setup_end = setup_end_reg;
     // a new pixel tile starts after this cycle (not after the last one: the staged rows are then empty)
     // whether the next pixel tile has a pixel at all: the validity of its first pixel, which the walker
     // stages in its first step for that tile, registered then (a tile lasts PERIOD >= ROWS cycles, so with
@@ -321,6 +328,26 @@ module cnnx_conv_core #(
     endgenerate
     wire new_ptile = setup_end || (tile_end && last_ftile && nxt_valid);
     wire last_tile = tile_end && last_ftile && !nxt_valid;
+    // new_ptile loads every row's act_* registers (ROWS * (2*CW + IF_AW + 1) flip-flops): row r takes it
+    // from its own copy, new_ptile_row[r], decided from its own copy of nxt_valid_reg (taken when staging
+    // slot r's step copy steps, so the copies have different enables and the synthesis keeps them)
+    wire [ROWS-1:0] new_ptile_row;
+    generate
+        if (ROWS == 1) begin : g_np1
+            assign new_ptile_row = new_ptile;
+        end else begin : g_npn
+            reg [ROWS-1:0] nxt_valid_row;
+            genvar r;
+            for (r = 0; r < ROWS; r = r + 1) begin : g_row
+                always @(posedge clk) begin
+                    if (pw_step_q[r] && pw_cnt_reg == {RW{1'b0}}) begin
+                        nxt_valid_row[r] <= pw_valid_reg;
+                    end
+                end
+                assign new_ptile_row[r] = setup_end || (tile_end && last_ftile && nxt_valid_row[r]);
+            end
+        end
+    endgenerate
 
     // the walker steps in the next cycle if it walks then (a run starts, or SETUP, or RUN but not its last
     // tile) and the tile it prepares then is not complete (a new one starts, or one more step is due)
@@ -357,6 +384,7 @@ module cnnx_conv_core #(
     always @(posedge clk) begin
         if (rst) begin
             state_reg <= ST_IDLE;
+            setup_end_reg <= 1'b0;
             done_reg <= 1'b0;
             cycle_reg <= 32'd0;
             mac_reg <= 32'd0;
@@ -383,6 +411,10 @@ module cnnx_conv_core #(
             if (tile_end || setup_end) begin
                 mm_done_reg <= 1'b0;
             end
+            // setup_end in the next cycle: SETUP then, at its step ROWS - 1 (a run's first set-up cycle is
+            // step 0; each set-up cycle is one walker step)
+            setup_end_reg <= start_go ? (ROWS == 1)
+                           : (state_reg == ST_SETUP) && !setup_end && (pw_cnt_reg == ROWS_M2);
 
             // the pixel walker (the staging slots follow their own step copies through st_*_next)
             st_ih0_reg <= st_ih0_next;
@@ -413,11 +445,15 @@ module cnnx_conv_core #(
                     pw_base_reg <= pw_base_reg + stride_reg[IF_AW-1:0];
                 end
             end
+            for (i = 0; i < ROWS; i = i + 1) begin
+                if (new_ptile_row[i]) begin
+                    act_ih0_reg[i*CW +: CW] <= st_ih0_next[i*CW +: CW];
+                    act_iw0_reg[i*CW +: CW] <= st_iw0_next[i*CW +: CW];
+                    act_base_reg[i*IF_AW +: IF_AW] <= st_base_next[i*IF_AW +: IF_AW];
+                    act_valid_reg[i] <= st_valid_next[i];
+                end
+            end
             if (new_ptile) begin
-                act_ih0_reg <= st_ih0_next;
-                act_iw0_reg <= st_iw0_next;
-                act_base_reg <= st_base_next;
-                act_valid_reg <= st_valid_next;
                 act_rows_reg <= st_rows_next;
                 pw_cnt_reg <= {RW{1'b0}};
                 st_rows_reg <= {RW{1'b0}};
@@ -434,6 +470,7 @@ module cnnx_conv_core #(
                     feed_reg <= !last_tile;
                     first_reg <= !last_tile;
                     kw_last_reg <= kw_is1_reg; kh_last_reg <= kh_is1_reg; c_last_reg <= c_is1_reg;
+                    last_tap_reg <= k_is1_reg;
                     if (last_ftile) begin
                         frem_reg <= f_reg;
                         lastf_reg <= f_le_cols_reg;
@@ -458,12 +495,14 @@ module cnnx_conv_core #(
                         end else if (!kw_last_reg) begin
                             tkw_reg <= tkw_reg + 1'b1;
                             kw_last_reg <= (tkw_reg == kw_m2_reg);
+                            last_tap_reg <= (tkw_reg == kw_m2_reg) && kh_last_reg && c_last_reg;
                             koff_reg <= koff_reg + 1'b1;
                         end else if (!kh_last_reg) begin
                             tkw_reg <= {D{1'b0}};
                             kw_last_reg <= kw_is1_reg;
                             tkh_reg <= tkh_reg + 1'b1;
                             kh_last_reg <= (tkh_reg == kh_m2_reg);
+                            last_tap_reg <= kw_is1_reg && (tkh_reg == kh_m2_reg) && c_last_reg;
                             koff_row_reg <= koff_row_reg + w_reg[IF_AW-1:0];
                             koff_reg <= koff_row_reg + w_reg[IF_AW-1:0];
                         end else begin
@@ -473,6 +512,7 @@ module cnnx_conv_core #(
                             kh_last_reg <= kh_is1_reg;
                             tc_reg <= tc_reg + 1'b1;
                             c_last_reg <= (tc_reg == c_m2_reg);
+                            last_tap_reg <= kw_is1_reg && kh_is1_reg && (tc_reg == c_m2_reg);
                             koff_chan_reg <= koff_chan_reg + hw_reg;
                             koff_row_reg <= koff_chan_reg + hw_reg;
                             koff_reg <= koff_chan_reg + hw_reg;
@@ -520,6 +560,7 @@ module cnnx_conv_core #(
                         frem_reg <= f_reg;
                         lastf_reg <= f_le_cols_reg;
                         kw_last_reg <= kw_is1_reg; kh_last_reg <= kh_is1_reg; c_last_reg <= c_is1_reg;
+                        last_tap_reg <= k_is1_reg;
                         wt_addr_reg <= {WB_AW{1'b0}};
                     end
                 end
