@@ -130,12 +130,15 @@ module cnnx_conv_core #(
         end
     endgenerate
 
-    localparam [1:0] ST_IDLE = 2'd0;
-    localparam [1:0] ST_SETUP = 2'd1;
-    localparam [1:0] ST_RUN = 2'd2;
-    localparam [1:0] ST_FLUSH = 2'd3;
-    reg [1:0] state_reg;
-    wire idle = (state_reg == ST_IDLE);
+    // one-hot: each state is a flip-flop of its own, so a decision on the state starts from a register
+    localparam [3:0] ST_IDLE = 4'b0001;
+    localparam [3:0] ST_SETUP = 4'b0010;
+    localparam [3:0] ST_RUN = 4'b0100;
+    localparam [3:0] ST_FLUSH = 4'b1000;
+    reg [3:0] state_reg;
+    wire idle = state_reg[0];
+    wire in_setup = state_reg[1];
+    wire in_flush = state_reg[3];
 
     localparam [1:0] SEL_IFMAP = 2'd0;
     localparam [1:0] SEL_WEIGHT = 2'd1;
@@ -299,7 +302,7 @@ module cnnx_conv_core #(
     reg [31:0]        mac_reg;
     reg               done_reg;
 
-    wire running = (state_reg == ST_RUN);
+    wire running = state_reg[2];
     integer i;
     // "last index" flags, registered with their counters, so the control decisions that fan out to hundreds
     // of enables start from registers rather than from 17-bit comparators
@@ -309,7 +312,7 @@ module cnnx_conv_core #(
     wire last_tap = last_tap_reg;
     wire tile_end = running && (!feed_reg || last_tap) && tsat_last_reg;
     wire last_ftile = lastf_reg;            // frem_reg <= COLS
-    // the last set-up cycle, (state_reg == ST_SETUP) && (pw_cnt_reg == ROWS - 1), registered a cycle ahead
+    // the last set-up cycle, in_setup && (pw_cnt_reg == ROWS - 1), registered a cycle ahead
     reg  setup_end_reg;
     wire setup_end = setup_end_reg;
     // a new pixel tile starts after this cycle (not after the last one: the staged rows are then empty)
@@ -352,7 +355,7 @@ module cnnx_conv_core #(
     // the walker steps in the next cycle if it walks then (a run starts, or SETUP, or RUN but not its last
     // tile) and the tile it prepares then is not complete (a new one starts, or one more step is due)
     wire start_go = idle && start && !empty_layer;
-    wire walk_next = start_go || (state_reg == ST_SETUP) || (running && !last_tile);
+    wire walk_next = start_go || in_setup || (running && !last_tile);
     wire step_restart = walk_next && (start_go || new_ptile);
     wire step_more = walk_next && (pw_cnt_reg != ROWS_M1);
     always @(posedge clk) begin
@@ -414,7 +417,7 @@ module cnnx_conv_core #(
             // setup_end in the next cycle: SETUP then, at its step ROWS - 1 (a run's first set-up cycle is
             // step 0; each set-up cycle is one walker step)
             setup_end_reg <= start_go ? (ROWS == 1)
-                           : (state_reg == ST_SETUP) && !setup_end && (pw_cnt_reg == ROWS_M2);
+                           : in_setup && !setup_end && (pw_cnt_reg == ROWS_M2);
 
             // the pixel walker (the staging slots follow their own step copies through st_*_next)
             st_ih0_reg <= st_ih0_next;
@@ -521,61 +524,59 @@ module cnnx_conv_core #(
                 end
             end
 
-            case (state_reg)
-                ST_IDLE: begin
-                    if (start && empty_layer) begin
-                        // nothing to compute (a register left at zero): finish at once rather than hang
-                        done_reg <= 1'b1;
-                        cycle_reg <= 32'd0;
-                        mac_reg <= 32'd0;
-                    end else if (start) begin
-                        state_reg <= ST_SETUP;
-                        done_reg <= 1'b0;
-                        cycle_reg <= 32'd0;
-                        mac_reg <= 32'd0;
-                        pw_cnt_reg <= {RW{1'b0}};
-                        pw_oh_reg <= {D{1'b0}};
-                        pw_ow_reg <= {D{1'b0}};
-                        pw_ow_last_reg <= ow_is1_reg;
-                        pw_ih0_reg <= -$signed({{(CW-D){1'b0}}, pad_reg});
-                        pw_iw0_reg <= -$signed({{(CW-D){1'b0}}, pad_reg});
-                        pw_row_reg <= -padw_reg;
-                        pw_base_reg <= -padw_reg;
-                        pw_valid_reg <= 1'b1;
-                        st_rows_reg <= {RW{1'b0}};
-                        st_valid_reg <= {ROWS{1'b0}};
-                        tiles_issued_reg <= 17'd0;
-                    end
+            if (idle) begin
+                if (start && empty_layer) begin
+                    // nothing to compute (a register left at zero): finish at once rather than hang
+                    done_reg <= 1'b1;
+                    cycle_reg <= 32'd0;
+                    mac_reg <= 32'd0;
+                end else if (start) begin
+                    state_reg <= ST_SETUP;
+                    done_reg <= 1'b0;
+                    cycle_reg <= 32'd0;
+                    mac_reg <= 32'd0;
+                    pw_cnt_reg <= {RW{1'b0}};
+                    pw_oh_reg <= {D{1'b0}};
+                    pw_ow_reg <= {D{1'b0}};
+                    pw_ow_last_reg <= ow_is1_reg;
+                    pw_ih0_reg <= -$signed({{(CW-D){1'b0}}, pad_reg});
+                    pw_iw0_reg <= -$signed({{(CW-D){1'b0}}, pad_reg});
+                    pw_row_reg <= -padw_reg;
+                    pw_base_reg <= -padw_reg;
+                    pw_valid_reg <= 1'b1;
+                    st_rows_reg <= {RW{1'b0}};
+                    st_valid_reg <= {ROWS{1'b0}};
+                    tiles_issued_reg <= 17'd0;
                 end
-                ST_SETUP: begin
-                    if (setup_end) begin
-                        state_reg <= ST_RUN;
-                        tc_reg <= {D{1'b0}}; tkh_reg <= {D{1'b0}}; tkw_reg <= {D{1'b0}};
-                        koff_reg <= {IF_AW{1'b0}}; koff_row_reg <= {IF_AW{1'b0}};
-                        koff_chan_reg <= {IF_AW{1'b0}};
-                        tsat_reg <= {RW{1'b0}};
-                        tsat_last_reg <= (ROWS == 1);
-                        feed_reg <= 1'b1;
-                        first_reg <= 1'b1;
-                        frem_reg <= f_reg;
-                        lastf_reg <= f_le_cols_reg;
-                        kw_last_reg <= kw_is1_reg; kh_last_reg <= kh_is1_reg; c_last_reg <= c_is1_reg;
-                        last_tap_reg <= k_is1_reg;
-                        wt_addr_reg <= {WB_AW{1'b0}};
-                    end
+            end
+            if (in_setup) begin
+                if (setup_end) begin
+                    state_reg <= ST_RUN;
+                    tc_reg <= {D{1'b0}}; tkh_reg <= {D{1'b0}}; tkw_reg <= {D{1'b0}};
+                    koff_reg <= {IF_AW{1'b0}}; koff_row_reg <= {IF_AW{1'b0}};
+                    koff_chan_reg <= {IF_AW{1'b0}};
+                    tsat_reg <= {RW{1'b0}};
+                    tsat_last_reg <= (ROWS == 1);
+                    feed_reg <= 1'b1;
+                    first_reg <= 1'b1;
+                    frem_reg <= f_reg;
+                    lastf_reg <= f_le_cols_reg;
+                    kw_last_reg <= kw_is1_reg; kh_last_reg <= kh_is1_reg; c_last_reg <= c_is1_reg;
+                    last_tap_reg <= k_is1_reg;
+                    wt_addr_reg <= {WB_AW{1'b0}};
                 end
-                ST_RUN: begin
-                    if (last_tile) begin
-                        state_reg <= ST_FLUSH;
-                    end
+            end
+            if (running) begin
+                if (last_tile) begin
+                    state_reg <= ST_FLUSH;
                 end
-                default: begin   // ST_FLUSH: until the last tile's outputs are written
-                    if (tiles_done_reg == tiles_issued_reg) begin
-                        state_reg <= ST_IDLE;
-                        done_reg <= 1'b1;
-                    end
+            end
+            if (in_flush) begin   // until the last tile's outputs are written
+                if (tiles_done_reg == tiles_issued_reg) begin
+                    state_reg <= ST_IDLE;
+                    done_reg <= 1'b1;
                 end
-            endcase
+            end
         end
     end
 
