@@ -783,16 +783,31 @@ module cnnx_conv_core #(
             // MULT and SHIFT reach column c through (c mod 4) + 1 registers, from the configuration or the
             // column before: copies the synthesis keeps apart (different inputs), each near its column's
             // multiplier and shifter; they settle within 4 cycles of a write, long before a first drained row
+            // (RELU, RAW and RAW_BYTE travel with them)
             reg [15:0]       mult_q;
             reg [5:0]        shift_q;
+            reg              relu_q, raw_q;
+            reg [1:0]        raw_byte_q;
             if (c % 4 == 0) begin : g_mult_head
-                always @(posedge clk) {shift_q, mult_q} <= {shift_reg, mult_reg};
+                always @(posedge clk) {raw_byte_q, raw_q, relu_q, shift_q, mult_q}
+                                      <= {raw_byte_reg, raw_reg, relu_reg, shift_reg, mult_reg};
             end else begin : g_mult_next
-                always @(posedge clk) {shift_q, mult_q} <= {g_writer[c-1].shift_q, g_writer[c-1].mult_q};
+                always @(posedge clk) {raw_byte_q, raw_q, relu_q, shift_q, mult_q}
+                                      <= {g_writer[c-1].raw_byte_q, g_writer[c-1].raw_q, g_writer[c-1].relu_q,
+                                          g_writer[c-1].shift_q, g_writer[c-1].mult_q};
+            end
+            // the run's clear reaches writer c c + 1 cycles after start_run, from writer c - 1's copy (one
+            // register per writer, near it, rather than one register for all): column c's first row drains
+            // at least 2*ROWS + c + 6 cycles after start_run (set-up, a tap, the address stages, the skew)
+            reg              clr_q;
+            if (c == 0) begin : g_clr_head
+                always @(posedge clk) clr_q <= start_run;
+            end else begin : g_clr_next
+                always @(posedge clk) clr_q <= g_writer[c-1].clr_q;
             end
 
             always @(posedge clk) begin
-                if (rst || start_run) begin
+                if (rst || clr_q) begin
                     busy_w_reg <= 1'b0;
                     j_reg <= {RW{1'b0}};
                     slot_reg <= {OB_AW{1'b0}};
@@ -822,7 +837,7 @@ module cnnx_conv_core #(
                     end
                 end
                 dq_reg <= drain_data[c*32 +: 32];
-                dq_raw_reg <= drain_data[c*32 + 8*raw_byte_reg +: 8];
+                dq_raw_reg <= drain_data[c*32 + 8*raw_byte_q +: 8];
                 dq_slot_reg <= slot_reg;
                 dq_last_reg <= (j == ROWS_M1);
             end
@@ -862,14 +877,14 @@ module cnnx_conv_core #(
                 .tag_in({dq_raw_reg, dq_last_reg, dq_slot_reg}),
                 .mult(mult_q),
                 .shift(shift_q),
-                .relu(relu_reg),
+                .relu(relu_q),
                 .out_valid(rq_valid),
                 .y(rq_y),
                 .tag_out(rq_tag)
             );
             assign col_tile_done[c] = rq_valid && rq_tag[OB_AW];
             // the raw byte rides through the requantiser's tag pipeline, so both modes write at the same cycle
-            assign rq_words[c*32 +: 32] = {4{raw_reg ? rq_tag[OB_AW+1 +: 8] : rq_y}};
+            assign rq_words[c*32 +: 32] = {4{raw_q ? rq_tag[OB_AW+1 +: 8] : rq_y}};
             assign rq_we[c*4 +: 4] = {4{rq_valid}} & (4'b0001 << rq_tag[1:0]);
             assign rq_waddr[c*(OB_AW-2) +: OB_AW-2] = rq_tag[OB_AW-1:2];
         end
