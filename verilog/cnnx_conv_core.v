@@ -221,6 +221,19 @@ module cnnx_conv_core #(
     // the writers are cleared one cycle after a run starts (they are idle through the set-up cycles), from
     // a register: the clear fans out to every writer's state
     reg  start_run;
+    // the host's write port, registered once: a write sampled while idle lands in its buffer one cycle later
+    // (before any read of a run it precedes: a run's first buffer read comes ROWS + 2 cycles after `start`),
+    // and the buffers' write enables, addresses and data start from these registers
+    reg                hw_ifmap_reg, hw_weight_reg, hw_bias_reg;
+    reg [WT_AW-3:0]    hw_addr_reg;
+    reg [31:0]         hw_data_reg;
+    always @(posedge clk) begin
+        hw_ifmap_reg <= wr_en && idle && !rst && wr_sel == SEL_IFMAP;
+        hw_weight_reg <= wr_en && idle && !rst && wr_sel == SEL_WEIGHT;
+        hw_bias_reg <= wr_en && idle && !rst && wr_sel == SEL_BIAS;
+        hw_addr_reg <= wr_addr;
+        hw_data_reg <= wr_data;
+    end
     always @(posedge clk) begin
         start_run <= !rst && idle && start && !empty_layer;
     end
@@ -643,7 +656,8 @@ module cnnx_conv_core #(
 
         // the input map copies: rows 2k (port A) and 2k+1 (port B); port A takes the host's writes
         for (r = 0; r < NCOPY; r = r + 1) begin : g_icopy
-            wire [IF_AW-3:0] a_port_addr = idle ? wr_addr[IF_AW-3:0] : a_addr_reg[2*r*IF_AW + 2 +: IF_AW-2];
+            wire [IF_AW-3:0] a_port_addr = hw_ifmap_reg ? hw_addr_reg[IF_AW-3:0]
+                                                        : a_addr_reg[2*r*IF_AW + 2 +: IF_AW-2];
             wire [IF_AW-3:0] b_port_addr;
             wire [31:0]      b_port_data;
             if (2 * r + 1 < ROWS) begin : g_pair
@@ -658,9 +672,9 @@ module cnnx_conv_core #(
                 .DEPTH(IFMAP_DEPTH / 4)
             ) u_ifmap (
                 .clk(clk),
-                .a_we(wr_en && idle && !rst && wr_sel == SEL_IFMAP),
+                .a_we(hw_ifmap_reg),
                 .a_addr(a_port_addr),
-                .a_wdata(wr_data),
+                .a_wdata(hw_data_reg),
                 .a_rdata(b_word[2*r*32 +: 32]),
                 .b_addr(b_port_addr),
                 .b_rdata(b_port_data)
@@ -684,7 +698,7 @@ module cnnx_conv_core #(
                 assign bank_sel = 1'b1;
             end else begin : g_banks
                 localparam [CB-1:0] BANK = c;
-                assign bank_sel = (wr_addr[WB_AW-2 +: CB] == BANK);
+                assign bank_sel = (hw_addr_reg[WB_AW-2 +: CB] == BANK);
             end
             cnnx_ram_sdp #(
                 .WIDTH(32),
@@ -692,9 +706,9 @@ module cnnx_conv_core #(
                 .OUT_REG(1)
             ) u_weight (
                 .clk(clk),
-                .we({4{wr_en && idle && !rst && wr_sel == SEL_WEIGHT && bank_sel}}),
-                .waddr(wr_addr[WB_AW-3:0]),
-                .wdata(wr_data),
+                .we({4{hw_weight_reg && bank_sel}}),
+                .waddr(hw_addr_reg[WB_AW-3:0]),
+                .wdata(hw_data_reg),
                 .re(1'b1),
                 .raddr(a_wt_addr_reg[WB_AW-1:2]),
                 .rdata(b_wword[c*32 +: 32])
@@ -780,15 +794,15 @@ module cnnx_conv_core #(
             wire             rq_valid;
             wire [7:0]       rq_y;
             wire [OB_AW+8:0] rq_tag;            // {raw byte, last row, slot}
-            // MULT and SHIFT reach column c through (c mod 4) + 1 registers, from the configuration or the
-            // column before: copies the synthesis keeps apart (different inputs), each near its column's
-            // multiplier and shifter; they settle within 4 cycles of a write, long before a first drained row
-            // (RELU, RAW and RAW_BYTE travel with them)
+            // MULT and SHIFT (and RELU, RAW, RAW_BYTE) reach column c through c + 1 registers, from the
+            // configuration or the column before: copies the synthesis keeps apart (different inputs), each
+            // near its column's multiplier and shifter; they settle c + 1 cycles after a write, long before the
+            // column's first drained row (2*ROWS + c + 7 cycles after `start` at the earliest)
             reg [15:0]       mult_q;
             reg [5:0]        shift_q;
             reg              relu_q, raw_q;
             reg [1:0]        raw_byte_q;
-            if (c % 4 == 0) begin : g_mult_head
+            if (c == 0) begin : g_mult_head
                 always @(posedge clk) {raw_byte_q, raw_q, relu_q, shift_q, mult_q}
                                       <= {raw_byte_reg, raw_reg, relu_reg, shift_reg, mult_reg};
             end else begin : g_mult_next
@@ -847,7 +861,7 @@ module cnnx_conv_core #(
                 assign bank_sel = 1'b1;
             end else begin : g_banks
                 localparam [CB-1:0] BANK = c;
-                assign bank_sel = (wr_addr[BB_AW +: CB] == BANK);
+                assign bank_sel = (hw_addr_reg[BB_AW +: CB] == BANK);
             end
             // the bias: read when the drain is one cycle away, through the RAM's output register (two
             // cycles), so it is in bias_q with the first drained row and stays there for the tile's ROWS rows
@@ -858,9 +872,9 @@ module cnnx_conv_core #(
                 .OUT_REG(1)
             ) u_bias (
                 .clk(clk),
-                .we({4{wr_en && idle && !rst && wr_sel == SEL_BIAS && bank_sel}}),
-                .waddr(wr_addr[BB_AW-1:0]),
-                .wdata(wr_data),
+                .we({4{hw_bias_reg && bank_sel}}),
+                .waddr(hw_addr_reg[BB_AW-1:0]),
+                .wdata(hw_data_reg),
                 .re(drain_soon[c]),
                 .raddr(fj_reg),
                 .rdata(bias_q)

@@ -9,6 +9,7 @@
 // `res_reg` to be shifted out (the drain of one tile overlaps the fill of the next).
 // The drain is a per-column shift register: `drain_load` copies `res_reg` into `drain_reg`, otherwise
 // `drain_reg` takes the value of the PE above (`drain_in`), so a column empties one row per cycle.
+(* keep_hierarchy *)
 module cnnx_pe #(
     parameter DATA_W = 8,   // signed operand width (int8)
     parameter ACC_W  = 32   // signed accumulator width (int32)

@@ -39,8 +39,8 @@ PACKAGE = "CABGA381"  # offered for LFE5U-25F, -45F and -85F alike (CABGA256 too
 SPEED = 6  # the slowest (default) speed grade: figures that hold on every part
 
 # Bump when the scripts or command lines below change: it is part of the cache key.
-FLOW_RECIPE = ("cnnx-fpga-flow-5: read -defer, hierarchy -chparam, synth_ecp5 split at map_ffram, "
-               "REGMODE OUTREG on mem_oreg, ECP5 black boxes first, stat -json, nextpnr router2")
+FLOW_RECIPE = ("cnnx-fpga-flow-6: read -defer, hierarchy -chparam, synth_ecp5 split at map_ffram, "
+               "REGMODE OUTREG on mem_oreg, ECP5 black boxes first, stat -json, static placer + router2")
 
 # The block RAMs whose output register the RTL asks for (verilog/cnnx_ram_sdp.v, cnnx_ram_dp.v: memories named
 # mem_oreg, written for synthesis with one read register): Yosys maps memories without the EBR's output
@@ -134,10 +134,10 @@ def pnr_args(device: str, freq_mhz: float, seed: int) -> list[str]:
     dev = DEVICES[device]
     return [dev["flag"], "--package", PACKAGE, "--speed", str(SPEED), "--freq", f"{freq_mhz:g}",
             "--seed", str(seed), "--json", "netlist.json", "--report", "report.json",
-            # router2 (negotiated congestion over the whole design) routes the 8x8 core, whose block RAMs and
-            # multipliers all want the same columns; router1, nextpnr-ecp5's default, never resolved its
-            # last ~900 overused wires there
-            "--router", "router2",
+            # the "static" (electrostatic) placer and router2: on the 8x8 conv core, nextpnr-ecp5's defaults
+            # (HeAP placer, router1) left ~900 overused wires after 30 min; HeAP + router2 routes it in ~4 min
+            # at 86-96 MHz (seeds and RTL revisions), static + router2 at 100 MHz on the same netlist
+            "--placer", "static", "--router", "router2",
             "--timing-allow-fail", "--lpf-allow-unconstrained"]
 
 
