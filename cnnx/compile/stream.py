@@ -173,3 +173,52 @@ def read_runs(addrs) -> list[tuple[int, int]]:
         else:
             runs.append([a, 1])
     return [(a, n) for a, n in runs]
+
+
+def _payload_packets(op: int, addr0: int, n: int) -> list[tuple[int, int, int]]:
+    return [(op, addr0 + i, min(MAX_N, n - i)) for i in range(0, n, MAX_N)]
+
+
+def _read_packets(addrs) -> list[tuple[int, int, int]]:
+    out = []
+    for a, n in read_runs(addrs):
+        out += [(OP_READ, a + i, min(MAX_N, n - i)) for i in range(0, n, MAX_N)]
+    return out
+
+
+def conv_packets(C, H, W, F, KH, KW, stride, padding, rows, cols, params, weights=True):
+    """The packets (op, addr, n) of one image's stream on cnnx_conv_stream, as sim/drivers.py's ConvCore
+    lays it out: the 16 registers, each column bank's weights and bias (when `weights`: the first image of
+    a batch; later images reuse them), the input map, START, one READ per run of output words."""
+    from cnnx.shapes import out_size
+
+    OH = out_size(H, KH, stride, padding, what="kernel")
+    OW = out_size(W, KW, stride, padding, what="kernel")
+    cp = 1 << (cols - 1).bit_length()
+    K, FT, PT = C * KH * KW, -(-F // cols), -(-OH * OW // rows)
+    pk = []
+    if weights:
+        pk += _payload_packets(OP_CFG, 0, N_REGS)
+        for c in range(cols):
+            pk += _payload_packets(OP_WR1, c * (params["WEIGHT_DEPTH"] // cp // 4), -(-FT * K // 4))
+            pk += _payload_packets(OP_WR2, c * (params["BIAS_DEPTH"] // cp), FT)
+    pk += _payload_packets(OP_WR0, 0, -(-C * H * W // 4))
+    pk.append((OP_START, 0, 0))
+    bank_words = -(-PT * FT * rows // 4)
+    addrs = (np.arange(cols)[:, None] * (params["OFMAP_DEPTH"] // cp // 4) + np.arange(bank_words)).ravel()
+    return pk + _read_packets(addrs)
+
+
+def pool_packets(C, H, W, kernel, stride, lanes, params, weights=True):
+    """The packets of one image's stream on cnnx_pool_stream (sim/drivers.py's PoolCore layout): the 12
+    registers (with `weights`, i.e. the first image), the lane-banked input map, START, the output words."""
+    from cnnx.shapes import out_size
+
+    OH = out_size(H, kernel, stride, 0, what="pooling window")
+    OW = out_size(W, kernel, stride, 0, what="pooling window")
+    lp = 1 << (lanes - 1).bit_length()
+    CG = -(-C // lanes)
+    pk = _payload_packets(OP_CFG, 0, 12) if weights else []
+    pk += _payload_packets(OP_WR0, 0, -(-CG * H * W // 4) * lp)
+    pk.append((OP_START, 0, 0))
+    return pk + _read_packets(np.arange(-(-CG * OH * OW // 4) * lp))
