@@ -229,3 +229,32 @@ def pool_stream_cycles(C, H, W, kernel, stride=None, lanes=POOL_LANES, width=32,
     params = {**tiling.POOL_DEFAULTS, **(buffers or {})}
     pk = st.pool_packets(C, H, W, kernel, stride, lanes, params, weights)
     return stream_cycles(pk, pool_cycles(C, H, W, kernel, stride, lanes), width)
+
+
+def layer_stream_cycles(layer, in_shape, rows=8, cols=8, width=32, buffers=None, lanes=POOL_LANES,
+                        weights=True) -> StreamCycles | None:
+    """One image through one int8 layer (as `layer_cycles`) streamed end to end through the wrapper of its
+    core at stream width `width`: registers and weights too when `weights` (batch 1: every image). None for
+    a layer the RTL does not run (flatten) or one larger than the buffers (several core runs: tiled layers
+    are not streamed yet)."""
+    from .compile import tiling
+
+    conv_buf = buffers or tiling.CONV_DEFAULTS
+    if layer.kind in ("conv", "linear"):
+        if layer.kind == "conv":
+            C, H, W = in_shape
+            F, _, KH, KW = layer.w.shape
+            dims = (C, H, W, F, KH, KW, layer.stride, layer.padding)
+        else:
+            OUT, IN = layer.w.shape
+            dims = (IN, 1, 1, OUT, 1, 1, 1, 0)
+        if len(tiling.plan_conv(*dims, rows, cols, conv_buf)) != 1:
+            return None
+        return conv_stream_cycles(*dims, rows, cols, width, conv_buf, weights)
+    if layer.kind in ("maxpool", "avgpool"):
+        C, H, W = in_shape
+        pool_buf = tiling.pool_params(buffers)
+        if len(tiling.plan_pool(C, H, W, layer.kernel, layer.stride, lanes, pool_buf)) != 1:
+            return None
+        return pool_stream_cycles(C, H, W, layer.kernel, layer.stride, lanes, width, pool_buf, weights)
+    return None
