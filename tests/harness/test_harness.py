@@ -233,3 +233,21 @@ def test_parse_array_forms():
     assert harness.parse_array((3, 5)) == (3, 5) and harness.parse_array("3X5") == (3, 5)
     with pytest.raises(ValueError, match="must be in 1..256"):
         harness.parse_array("0x4")
+
+
+def test_profile_stream_width_model_columns(tiny):
+    """--stream-width: each layer's end-to-end model beside its compute-only cycles, in the table too."""
+    model, q, _, images, _ = tiny
+    prof = profile.profile_model(model, q, images[:2], rtl=False, repeats=1, stream_width=64)
+    assert prof["stream_width"] == 64
+    for row, layer in zip(prof["layers"], q.layers, strict=True):
+        if layer.kind == "flatten":
+            assert row["stream"] is None
+            continue
+        assert row["stream"]["compute"] == row["model_cycles"]
+        assert row["stream"]["total"] > row["model_cycles"]
+    text = profile.format_stream(prof)
+    assert "stream width 64 bits" in text and "compute-only" in text and "end-to-end" in text
+    assert profile.format_stream({"stream_width": None}) == ""
+    with pytest.raises(ValueError, match="stream width"):
+        profile.profile_model(model, q, images[:1], rtl=False, repeats=1, stream_width=16)
