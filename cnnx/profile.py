@@ -76,7 +76,7 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
     files (cnnx.harness.trace_paths), one clock period = 1e6 / clock_mhz ps (100 MHz without a clock).
     `stream_width` (32 or 64) adds each layer's end-to-end cycles at batch 1 through the streamed cores
     (`stream`: cnnx.cycles.layer_stream_cycles; with `rtl`, `stream_rtl`: the wrappers' counters on one
-    image, python driver) beside the compute-only cycles."""
+    image) beside the compute-only cycles."""
     rows, cols = array
     if buffers is not None:
         from .compile import tiling
@@ -199,7 +199,7 @@ def _stream_rows(qmodel, q_inputs, rows_out, rows, cols, buffers, width, rtl) ->
     from .compile import stream as st
 
     st.check_width(width)
-    runner = RtlRunner(qmodel, rows, cols, "python", buffers=buffers, stream_width=width) if rtl else None
+    runner = RtlRunner(qmodel, rows, cols, "fast", buffers=buffers, stream_width=width) if rtl else None
     try:
         for i, (layer, row) in enumerate(zip(qmodel.layers, rows_out, strict=True)):
             m = cycles.layer_stream_cycles(layer, tuple(q_inputs[i].shape[1:]), rows, cols, width, buffers)

@@ -108,11 +108,17 @@ class _FastBackend:
         lib.cnnx_new.argtypes = [ctypes.c_char_p, ctypes.c_uint64]
         lib.cnnx_free.argtypes = [vp]
         lib.cnnx_reset.argtypes = [vp]
-        lib.cnnx_config.argtypes = [vp, i32p, u32p, ctypes.c_int]
-        lib.cnnx_write.argtypes = [vp, ctypes.c_int, u32p, ctypes.c_int64, ctypes.c_uint32]
-        lib.cnnx_run_batch.restype = ctypes.c_int64
-        lib.cnnx_run_batch.argtypes = [vp, ctypes.c_int, u32p, ctypes.c_int64, ctypes.c_int64, u32p, u32p,
-                                       ctypes.c_int64, u32p, u32p, ctypes.c_uint64]
+        if hasattr(lib, "cnnx_stream_push"):    # a streamed top: no host ports (see _FastStreamBackend)
+            u64p, i64p = ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_int64)
+            lib.cnnx_stream_push.restype = ctypes.c_int64
+            lib.cnnx_stream_push.argtypes = [vp, u64p, ctypes.c_int64, i64p, ctypes.c_int64, u64p,
+                                             ctypes.c_double, u64p, ctypes.c_uint64, u32p]
+        else:
+            lib.cnnx_config.argtypes = [vp, i32p, u32p, ctypes.c_int]
+            lib.cnnx_write.argtypes = [vp, ctypes.c_int, u32p, ctypes.c_int64, ctypes.c_uint32]
+            lib.cnnx_run_batch.restype = ctypes.c_int64
+            lib.cnnx_run_batch.argtypes = [vp, ctypes.c_int, u32p, ctypes.c_int64, ctypes.c_int64, u32p,
+                                           u32p, ctypes.c_int64, u32p, u32p, ctypes.c_uint64]
         lib.cnnx_tick.argtypes = [vp, ctypes.c_uint64]
         lib.cnnx_ticks.restype = ctypes.c_uint64
         lib.cnnx_ticks.argtypes = [vp]
@@ -289,40 +295,44 @@ class _PythonBackend:
         return self._ticks
 
 
-class _StreamBackend(_PythonBackend):
-    """The python driver on a streamed top (cnnx_conv_stream / cnnx_pool_stream): the same calls as the other
+class _SplitMix:
+    """The stall generator both stream drivers share (batch_driver.cpp's splitmix / go): splitmix64, a
+    uniform float in [0, 1) from the top 53 bits: one seed, the same stalls and counters in both."""
+
+    M = (1 << 64) - 1
+
+    def __init__(self, seed: int = 0):
+        self.state = int(seed) & self.M
+
+    def random(self) -> float:
+        self.state = (self.state + 0x9E3779B97F4A7C15) & self.M
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & self.M
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self.M
+        return ((z ^ (z >> 31)) >> 11) * (1.0 / (1 << 53))
+
+
+class _StreamMixin:
+    """The host side of a streamed top (cnnx_conv_stream / cnnx_pool_stream): the same calls as the other
     backends (config, write, run_batch), recorded into one packet stream per image (cnnx.compile.stream:
     the registers and weights written since the last image, the image, START, one READ per run of output
     addresses), checked in Python, then pushed through the wrapper's input stream with seeded random stalls
     (tvalid low with probability `stall`, the output's tready low with the same probability) while the output
-    stream is collected. `last_counters` holds each image's wrapper counters."""
+    stream is collected (`push`, one per driver). `last_counters` holds each image's wrapper counters."""
 
     COUNTERS = ("total", "load", "compute", "drain", "stall_in", "stall_out")
 
-    def __init__(self, build, trace=None, period_ps=10_000, width=32, limits=None, stall=0.0, seed=0):
-        super().__init__(build, trace, period_ps)
-        lib, vp = self.sim.lib, ctypes.c_void_p
-        for name, width_ in self.sim.outputs:      # pyverilator's getters as 64-bit where the port is
-            if width_ > 32:
-                fn = getattr(lib, "get_" + name)
-                fn.argtypes, fn.restype = [vp], ctypes.c_uint64
-                self._get[name] = fn
+    def _stream_init(self, width, limits, stall, seed):
         self.width, self.limits = width, limits
         if isinstance(stall, bool) or not isinstance(stall, int | float) or not 0.0 <= stall < 1.0:
             raise ValueError(f"stall probability must be in [0, 1), got {stall!r}")
         self.stall = float(stall)
-        self.rng = np.random.default_rng(seed)
+        self.seed_stalls(seed)
         self.builder = _stream.StreamBuilder()
         self.last_counters: list[dict] = []
 
-    def reset(self):
-        for name in ("s_axis_tvalid", "s_axis_tlast", "m_axis_tready"):
-            self.set(name, 0)
-        self.set("rst", 1)
-        self._tick()
-        self._tick()
-        self.set("rst", 0)
-        self.builder.take()
+    def seed_stalls(self, seed: int) -> None:
+        self.rng = _SplitMix(seed)
 
     def config(self, regs):
         regs = list(regs)
@@ -336,6 +346,52 @@ class _StreamBackend(_PythonBackend):
 
     def write(self, sel, words, addr0: int = 0):
         self.builder.write(sel, words, addr0)
+
+    def run_batch(self, in_sel, x_words, out_addrs, max_cycles):
+        n = x_words.shape[0]
+        runs = _stream.read_runs(out_addrs)
+        out = np.zeros((n, len(out_addrs)), np.uint32)
+        cyc = np.zeros(n, np.uint32)
+        macs = np.zeros(n, np.uint32)
+        self.last_counters = []
+        for i in range(n):
+            self.builder.write(in_sel, x_words[i])
+            self.builder.start()
+            for a, k in runs:
+                self.builder.read(a, k)
+            words = self.builder.take()
+            res = self.push(words, [k for _, k in runs], 4 * max_cycles + 16 * words.size)
+            if res is None:
+                return i, out, cyc, macs
+            got, counters = res
+            out[i] = np.concatenate(got)
+            cyc[i], macs[i] = counters.pop("cycle_count"), counters.pop("mac_count")
+            counters.pop("error")
+            self.last_counters.append(counters)
+        return n, out, cyc, macs
+
+
+class _StreamBackend(_StreamMixin, _PythonBackend):
+    """The python driver of a streamed top (see _StreamMixin)."""
+
+    def __init__(self, build, trace=None, period_ps=10_000, width=32, limits=None, stall=0.0, seed=0):
+        _PythonBackend.__init__(self, build, trace, period_ps)
+        lib, vp = self.sim.lib, ctypes.c_void_p
+        for name, width_ in self.sim.outputs:      # pyverilator's getters as 64-bit where the port is
+            if width_ > 32:
+                fn = getattr(lib, "get_" + name)
+                fn.argtypes, fn.restype = [vp], ctypes.c_uint64
+                self._get[name] = fn
+        self._stream_init(width, limits, stall, seed)
+
+    def reset(self):
+        for name in ("s_axis_tvalid", "s_axis_tlast", "m_axis_tready"):
+            self.set(name, 0)
+        self.set("rst", 1)
+        self._tick()
+        self._tick()
+        self.set("rst", 0)
+        self.builder.take()
 
     def push(self, words, n_out: list[int], max_cycles: int, check: bool = True):
         """Push one stream (words) and collect the read-backs (n_out words each); returns (the words read
@@ -364,6 +420,8 @@ class _StreamBackend(_PythonBackend):
             ready = stall == 0.0 or rand() >= stall
             setp("m_axis_tready", int(ready))
             if ready and get("m_axis_tvalid"):
+                if len(got) >= len(need):
+                    raise RuntimeError("output stream: a beat nobody asked for")
                 cur.append(get("m_axis_tdata"))
                 last = get("m_axis_tlast")
                 if last != (len(cur) == need[len(got)]):
@@ -379,30 +437,49 @@ class _StreamBackend(_PythonBackend):
         setp("s_axis_tvalid", 0)
         setp("m_axis_tready", 0)
         tick()  # the last output beat's counters land
-        return got, {k: self.get("cnt_" + k) for k in self.COUNTERS}
+        counters = {k: self.get("cnt_" + k) for k in self.COUNTERS}
+        counters["cycle_count"] = self.get("cycle_count")
+        counters["mac_count"] = self.get("mac_count") if "mac_count" in self._get else 0
+        counters["error"] = self.get("error")
+        return got, counters
 
-    def run_batch(self, in_sel, x_words, out_addrs, max_cycles):
-        n = x_words.shape[0]
-        runs = _stream.read_runs(out_addrs)
-        out = np.zeros((n, len(out_addrs)), np.uint32)
-        cyc = np.zeros(n, np.uint32)
-        macs = np.zeros(n, np.uint32)
-        self.last_counters = []
-        for i in range(n):
-            self.builder.write(in_sel, x_words[i])
-            self.builder.start()
-            for a, k in runs:
-                self.builder.read(a, k)
-            words = self.builder.take()
-            res = self.push(words, [k for _, k in runs], 4 * max_cycles + 16 * words.size)
-            if res is None:
-                return i, out, cyc, macs
-            got, counters = res
-            out[i] = np.concatenate(got)
-            cyc[i] = self.get("cycle_count")
-            macs[i] = self.get("mac_count") if "mac_count" in self._get else 0
-            self.last_counters.append(counters)
-        return n, out, cyc, macs
+
+class _FastStreamBackend(_StreamMixin, _FastBackend):
+    """The C++ driver of a streamed top: the same streams and stalls, the clock loop in cnnx_stream_push."""
+
+    def __init__(self, build, trace=None, period_ps=10_000, width=32, limits=None, stall=0.0, seed=0):
+        _FastBackend.__init__(self, build, trace, period_ps)
+        self._stream_init(width, limits, stall, seed)
+
+    def reset(self):
+        _FastBackend.reset(self)
+        self.builder.take()
+
+    def push(self, words, n_out: list[int], max_cycles: int, check: bool = True):
+        """As _StreamBackend.push, in C++."""
+        if check:
+            _stream.check(words, self.limits)
+        beats = np.ascontiguousarray(_stream.pack(words, self.width), np.uint64)
+        per = self.width // 32
+        need = np.array([-(-n // per) for n in n_out], np.int64)
+        out = np.zeros(max(1, int(need.sum())), np.uint64)
+        state = np.array([self.rng.state], np.uint64)
+        counters = np.zeros(9, np.uint32)
+        got = self._lib.cnnx_stream_push(
+            self._m, self._p(beats, ctypes.c_uint64), beats.size, self._p(need, ctypes.c_int64), need.size,
+            self._p(out, ctypes.c_uint64), self.stall, self._p(state, ctypes.c_uint64), max_cycles,
+            self._p(counters))
+        self.rng.state = int(state[0])
+        if got == -1:
+            return None
+        if got == -2:
+            raise RuntimeError("output stream: a beat nobody asked for, or a misplaced tlast")
+        parts, at = [], 0
+        for n, k in zip(n_out, need.tolist(), strict=True):
+            parts.append(_stream.unpack(out[at : at + k], self.width, n))
+            at += k
+        names = (*self.COUNTERS, "cycle_count", "mac_count", "error")
+        return parts, {k: int(v) for k, v in zip(names, counters.tolist(), strict=True)}
 
 
 def _trace_path(build, trace):
@@ -434,17 +511,17 @@ class _Core:
         if stream_width is not None:
             # the core behind its AXI-Stream wrapper (cnnx/compile/stream.py); the python driver only
             params = {**params, "W": _stream.check_width(stream_width)}
-            if driver != "python":
-                raise ValueError(f"stream_width needs driver='python' (the fast driver runs the bare core), "
-                                 f"got {driver!r}")
+            if driver not in DRIVERS:
+                raise ValueError(f"driver must be one of {DRIVERS}, got {driver!r}")
             self.top = self.stream_top
         self.build = _build.build(self.top, params)
         self.params = dict(self.build.params)
         if stream_width is None:
             self._be = _backend(self.build, driver, trace, self.trace_period_ps)
         else:
-            self._be = _StreamBackend(self.build, _trace_path(self.build, trace), self.trace_period_ps,
-                                      stream_width, type(self).stream_limits(self.params), stall, seed)
+            cls = _StreamBackend if driver == "python" else _FastStreamBackend
+            self._be = cls(self.build, _trace_path(self.build, trace), self.trace_period_ps, stream_width,
+                           type(self).stream_limits(self.params), stall, seed)
         self.last_cycles: list[int] = []
         self.reset()
 
@@ -474,7 +551,7 @@ class _Core:
 
 class ConvCore(_Core):
     """The conv core: `run(x, w, b, rq, stride, padding) -> (y, cycles)`, one core run per image.
-    With `stream_width` (32 or 64; python driver) the core runs behind its AXI-Stream wrapper
+    With `stream_width` (32 or 64; either driver) the core runs behind its AXI-Stream wrapper
     (cnnx_conv_stream.v): each image is one packet stream, pushed with random stalls of probability `stall`
     (seeded by `seed`); `last_counters` then holds the wrapper's end-to-end counters per image.
 
