@@ -251,3 +251,18 @@ def test_profile_stream_width_model_columns(tiny):
     assert profile.format_stream({"stream_width": None}) == ""
     with pytest.raises(ValueError, match="stream width"):
         profile.profile_model(model, q, images[:1], rtl=False, repeats=1, stream_width=16)
+
+
+@pytest.mark.rtl
+@needs_sim
+def test_profile_stream_width_on_the_rtl(tiny):
+    """The wrappers' counters on one image equal the model, and the outputs the CPU's int8 outputs."""
+    model, q, _, images, _ = tiny
+    prof = profile.profile_model(model, q, images[:1], array=(4, 4), rtl_images=1, repeats=1,
+                                 stream_width=64)
+    streamed = [r for r in prof["layers"] if r.get("stream_rtl") is not None]
+    assert len(streamed) == len([layer for layer in q.layers if layer.kind != "flatten"])
+    for r in streamed:
+        assert r["stream_agree"] and r["stream_bit_identical"]
+        assert r["stream_rtl"]["compute"] == r["rtl_cycles"] == r["model_cycles"]
+    assert "RTL e2e" in profile.format_stream(prof)

@@ -246,3 +246,32 @@ def test_stream_argument_refusals():
         ConvCore(2, 2, driver="python", stream_width=16)
     with pytest.raises(ValueError, match="stall probability"):
         ConvCore(ROWS, COLS, driver="python", stream_width=32, stall=1.0)
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("top, bad, message", [
+    ("cnnx_axis_in", ["-GW=48"], "W must be 32 or 64"),
+    ("cnnx_axis_out", ["-GW=16"], "W must be 32 or 64"),
+    ("cnnx_axis_in", ["-GAW=15"], "address widths"),
+    ("cnnx_conv_stream", ["-GW=128"], "W must be 32 or 64"),
+])
+def test_stream_parameter_guards(top, bad, message):
+    import subprocess
+
+    from cnnx.verilog import RTL_DIR
+
+    cmd = ["verilator", "--lint-only", "-Wall", f"-I{RTL_DIR}", *bad, str(RTL_DIR / f"{top}.v")]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode != 0 and message in res.stderr, res.stderr
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("top", ["cnnx_axis_in", "cnnx_axis_out", "cnnx_conv_stream", "cnnx_pool_stream"])
+def test_stream_lint_clean_at_64_bits(top):
+    import subprocess
+
+    from cnnx.verilog import RTL_DIR
+
+    cmd = ["verilator", "--lint-only", "-Wall", f"-I{RTL_DIR}", "-GW=64", str(RTL_DIR / f"{top}.v")]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0 and "%Warning" not in res.stderr, res.stderr
