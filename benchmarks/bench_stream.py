@@ -9,7 +9,7 @@ input map, START, the read-back (cnnx/compile/stream.py); the host's hand-off be
     total    cycles from the first input beat to the last output beat (end to end)
 
 Figures come from cnnx.cycles' stream model; `--rtl` also runs every layer through the wrappers on the RTL
-(python driver, random int8 data of the same shapes), checks the outputs against the golden model and the
+(fast driver, random int8 data of the same shapes), checks the outputs against the golden model and the
 counters against the model with no stall, and shows the counters under random stalls (`--stall`).
 
     .venv/bin/python benchmarks/bench_stream.py [--rtl] [--stall 0.3]
@@ -48,8 +48,8 @@ def run_rtl(kind, dims, width, stall, rng, cores):
 
     key = (kind, width)
     if key not in cores:
-        cores[key] = (ConvCore(ROWS, COLS, driver="python", stream_width=width) if kind == "conv"
-                      else PoolCore(driver="python", stream_width=width))
+        cores[key] = (ConvCore(ROWS, COLS, driver="fast", stream_width=width) if kind == "conv"
+                      else PoolCore(driver="fast", stream_width=width))
     core = cores[key]
     core._be.stall = stall
     core._be.rng = np.random.default_rng(1234)
@@ -72,7 +72,7 @@ def run_rtl(kind, dims, width, stall, rng, cores):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rtl", action="store_true", help="also measure on the RTL (python driver)")
+    ap.add_argument("--rtl", action="store_true", help="also measure on the RTL (fast driver)")
     ap.add_argument("--stall", type=float, default=0.3, help="stall probability of the --rtl stalled run")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
