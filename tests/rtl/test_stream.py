@@ -174,9 +174,10 @@ def test_back_pressure_stays_exact(width, stall, rtl_rng, conv_layer):
 
 
 @pytest.mark.rtl
+@pytest.mark.parametrize("driver", ["python", "fast"])
 @pytest.mark.parametrize("width", [32, 64])
-def test_reset_mid_stream_then_rerun(width, rtl_rng, conv_layer):
-    core = stream_core("conv", width)
+def test_reset_mid_stream_then_rerun(width, driver, rtl_rng, conv_layer):
+    core = stream_core("conv", width, driver=driver)
     be = core._be
     b = st.StreamBuilder()
     b.cfg(0, [3] * 16)
@@ -275,3 +276,16 @@ def test_stream_lint_clean_at_64_bits(top):
     cmd = ["verilator", "--lint-only", "-Wall", f"-I{RTL_DIR}", "-GW=64", str(RTL_DIR / f"{top}.v")]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0 and "%Warning" not in res.stderr, res.stderr
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("driver", ["python", "fast"])
+def test_an_output_nobody_asked_for_is_an_error(driver):
+    core = stream_core("conv", 32, driver=driver)
+    two = [st.header(st.OP_READ, 0, 1), st.header(st.OP_READ, 1, 1)] + [st.header(st.OP_NOP)] * 16
+    with pytest.raises(RuntimeError, match="nobody asked for"):      # two read-backs, one expected
+        core._be.push(np.array(two, np.uint32), [1], 1000)
+    core.reset()
+    with pytest.raises(RuntimeError, match="tlast"):                 # asked for 1 word, 2 come back
+        core._be.push(np.array([st.header(st.OP_READ, 0, 2)], np.uint32), [1], 1000)
+    core.reset()
