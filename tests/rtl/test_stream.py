@@ -289,3 +289,24 @@ def test_an_output_nobody_asked_for_is_an_error(driver):
     with pytest.raises(RuntimeError, match="tlast"):                 # asked for 1 word, 2 come back
         core._be.push(np.array([st.header(st.OP_READ, 0, 2)], np.uint32), [1], 1000)
     core.reset()
+
+
+def test_stream_model_edges():
+    """NOP words cost a clock each; a layer split into several core runs, or one the RTL does not run, has no
+    streamed figure (None)."""
+    from types import SimpleNamespace
+
+    from cnnx.compile import tiling
+
+    base = [(st.OP_WR0, 0, 4), (st.OP_START, 0, 0), (st.OP_READ, 0, 3)]
+    plain = cycles.stream_cycles(base, 100)
+    padded = cycles.stream_cycles([(st.OP_NOP, 0, 0)] * 2 + base, 100, width=64)
+    assert padded.total == plain.total + 2 and padded.load == -(-(plain.load + 2) // 2)
+    assert cycles.stream_cycles([(st.OP_WR0, 0, 4)], 100) == (5, 0, 0, 0)
+    small = tiling.parse_buffers("in=1K,w=8K,out=1K,bias=64")
+    conv = SimpleNamespace(kind="conv", w=np.zeros((128, 8, 3, 3), np.int8), stride=1, padding=1)
+    pool = SimpleNamespace(kind="maxpool", kernel=2, stride=2)
+    assert cycles.layer_stream_cycles(conv, (8, 20, 20), 4, 4, 32, small) is None
+    assert cycles.layer_stream_cycles(pool, (16, 10, 10), 4, 4, 32, small) is None
+    assert cycles.layer_stream_cycles(SimpleNamespace(kind="flatten"), (4, 2, 2)) is None
+    assert cycles.layer_stream_cycles(pool, (6, 28, 28)) == cycles.pool_stream_cycles(6, 28, 28, 2, 2)
