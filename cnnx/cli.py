@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trace", default=None, metavar="FILE.vcd",
                    help="dump the waveforms of the RTL cycle measurement (one image): the conv core to "
                         "FILE.vcd, the pool core to FILE.pool.vcd (clock: --clock-mhz or the Fmax, else 100)")
+    r.add_argument("--stream-width", type=int, choices=(32, 64), default=None,
+                   help="also show end-to-end cycles at batch 1 through the AXI-Stream wrappers of this "
+                        "width (model, and the RTL on one image) beside the compute-only cycles")
     r.add_argument("--repeats", type=_repeats, default=5,
                    help="timed runs per CPU figure; the table shows their median and spread "
                         f"(default 5, at most {MAX_REPEATS})")

@@ -31,6 +31,8 @@ the run ends:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .shapes import check_positive_int, out_size
 
 CONV_PIPELINE = 16  # the conv core's fixed pipeline stages (derived in the docstring above)
@@ -149,3 +151,110 @@ def layer_cycles(layer, in_shape, rows=8, cols=8, buffers=None, lanes=POOL_LANES
 def utilisation(macs: int, cycles: int, rows: int, cols: int) -> float | None:
     """MACs / (cycles * ROWS * COLS), or None when there is nothing to divide (no MACs or no cycles)."""
     return macs / (cycles * rows * cols) if macs and cycles else None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# end to end: a layer streamed through cnnx_conv_stream / cnnx_pool_stream (cnnx/compile/stream.py)
+# ----------------------------------------------------------------------------------------------------------
+# The decoder takes one 32-bit word per clock (the cores' write port takes one word per clock, so a 64-bit
+# beat takes two clocks: W = 64 halves the beats, not the cycles); word k of a stream is taken k + 1 cycles
+# after its first beat is accepted. A START taken at cycle t lets the next word be taken at t + compute +
+# STREAM_START_GAP (1 to register start, 1 for the core to sample it, 1 to see `done`). A READ of N words
+# taken at cycle t sends its last beat at t + STREAM_READ_LAT + N (1 to register the request, 1 to load the
+# read-back engine, 1 for the core's registered read port, then one word per clock into the output FIFO,
+# whose beat leaves the clock after its last word lands, also at W = 64), and the next START or READ is
+# taken once the read-back engine is idle, at t + STREAM_READ_LAT + N + 1.
+STREAM_START_GAP = 3
+STREAM_READ_LAT = 3
+
+
+class StreamCycles(NamedTuple):
+    """One streamed layer's counters (verilog/cnnx_stream_counters.v) with no stall injected: input beats,
+    core busy cycles, output beats, and cycles from the first input beat to the last output beat."""
+
+    load: int
+    compute: int
+    drain: int
+    total: int
+
+
+def stream_cycles(packets, compute: int, width: int = 32) -> StreamCycles:
+    """The counters of one stream (`packets`: cnnx.compile.stream.parse's (op, addr, n) list) whose START(s)
+    each run `compute` core cycles, at stream width `width`."""
+    from .compile import stream as st  # deferred: the format lives there
+
+    per = st.check_width(width) // 32
+    t, free, last, words, drain = 1, 0, 0, 0, 0
+    for op, _addr, n in packets:
+        if op in st.PAYLOAD_OPS:
+            t += 1 + n
+            words += 1 + n
+        elif op == st.OP_START:
+            t = max(t, free) + compute + STREAM_START_GAP
+            words += 1
+        elif op == st.OP_READ:
+            t = max(t, free)
+            last = t + STREAM_READ_LAT + n
+            free = last + 1
+            t += 1
+            words += 1
+            drain += -(-n // per)
+        else:
+            t += 1
+            words += 1
+    return StreamCycles(-(-words // per), compute if any(p[0] == st.OP_START for p in packets) else 0, drain,
+                        last + 1 if drain else 0)
+
+
+def conv_stream_cycles(C, H, W, F, KH, KW, stride=1, padding=0, rows=8, cols=8, width=32, buffers=None,
+                       weights=True) -> StreamCycles:
+    """One image of a conv layer streamed through cnnx_conv_stream: registers and weights too when
+    `weights` (the first image; later images of a batch reuse them), the input map, the run, the read-back.
+    `buffers`: the core's build parameters (IFMAP_DEPTH ...; None: cnnx.compile.tiling.CONV_DEFAULTS)."""
+    from .compile import stream as st
+    from .compile import tiling
+
+    params = {**tiling.CONV_DEFAULTS, **(buffers or {})}
+    pk = st.conv_packets(C, H, W, F, KH, KW, stride, padding, rows, cols, params, weights)
+    return stream_cycles(pk, conv_cycles(C, H, W, F, KH, KW, stride, padding, rows, cols), width)
+
+
+def pool_stream_cycles(C, H, W, kernel, stride=None, lanes=POOL_LANES, width=32, buffers=None,
+                       weights=True) -> StreamCycles:
+    """One image of a pool layer streamed through cnnx_pool_stream (`weights`: the registers are sent)."""
+    from .compile import stream as st
+    from .compile import tiling
+
+    stride = kernel if stride is None else stride
+    params = {**tiling.POOL_DEFAULTS, **(buffers or {})}
+    pk = st.pool_packets(C, H, W, kernel, stride, lanes, params, weights)
+    return stream_cycles(pk, pool_cycles(C, H, W, kernel, stride, lanes), width)
+
+
+def layer_stream_cycles(layer, in_shape, rows=8, cols=8, width=32, buffers=None, lanes=POOL_LANES,
+                        weights=True) -> StreamCycles | None:
+    """One image through one int8 layer (as `layer_cycles`) streamed end to end through the wrapper of its
+    core at stream width `width`: registers and weights too when `weights` (batch 1: every image). None for
+    a layer the RTL does not run (flatten) or one larger than the buffers (several core runs: tiled layers
+    are not streamed yet)."""
+    from .compile import tiling
+
+    conv_buf = buffers or tiling.CONV_DEFAULTS
+    if layer.kind in ("conv", "linear"):
+        if layer.kind == "conv":
+            C, H, W = in_shape
+            F, _, KH, KW = layer.w.shape
+            dims = (C, H, W, F, KH, KW, layer.stride, layer.padding)
+        else:
+            OUT, IN = layer.w.shape
+            dims = (IN, 1, 1, OUT, 1, 1, 1, 0)
+        if len(tiling.plan_conv(*dims, rows, cols, conv_buf)) != 1:
+            return None
+        return conv_stream_cycles(*dims, rows, cols, width, conv_buf, weights)
+    if layer.kind in ("maxpool", "avgpool"):
+        C, H, W = in_shape
+        pool_buf = tiling.pool_params(buffers)
+        if len(tiling.plan_pool(C, H, W, layer.kernel, layer.stride, lanes, pool_buf)) != 1:
+            return None
+        return pool_stream_cycles(C, H, W, layer.kernel, layer.stride, lanes, width, pool_buf, weights)
+    return None

@@ -111,7 +111,10 @@ class RtlRunner:
 
     def __init__(self, qmodel: ptq.QuantizedModel, rows: int = 8, cols: int = 8, driver: str = "fast",
                  corrupt_rtl_layer: int | None = None, buffers: dict | None = None, trace=None,
-                 trace_clock_mhz: float | None = None, lanes: int = cycles.POOL_LANES):
+                 trace_clock_mhz: float | None = None, lanes: int = cycles.POOL_LANES,
+                 stream_width: int | None = None):
+        """`stream_width` (32 or 64): the cores run behind their AXI-Stream wrappers (the cores'
+        `last_counters` then hold the end-to-end counters of the last run)."""
         from .compile import tiling
 
         sim = import_sim()
@@ -124,6 +127,8 @@ class RtlRunner:
         self._trace_tmps = open_trace_temps(self.traces)
         self.conv = self.pool = None
         conv_trace, pool_trace = self._trace_tmps or (None, None)
+        if stream_width is not None:
+            conv_params["stream_width"] = pool_params["stream_width"] = stream_width
         try:
             self.conv = sim.ConvCore(rows=rows, cols=cols, driver=driver, trace=conv_trace,
                                      trace_clock_mhz=trace_clock_mhz, **conv_params)

@@ -69,11 +69,14 @@ def _model_cycles(layer, in_shape, rows, cols, buffers=None):
 
 def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, array=(8, 8), clock_mhz=200.0,
                   rtl_images: int = 4, repeats: int = 5, driver: str = "fast", rtl: bool = True,
-                  buffers=None, trace=None) -> dict:
+                  buffers=None, trace=None, stream_width: int | None = None) -> dict:
     """Profile `model` (float) and its quantised form on `images` (uint8 MNIST); returns a JSON-able dict.
     `buffers` (cnnx.compile.tiling.parse_buffers' text or dict) sets the cores' buffer sizes (layers are
     tiled to them). `trace` (a path) dumps the waveforms of the RTL measurement (then on one image) to VCD
-    files (cnnx.harness.trace_paths), one clock period = 1e6 / clock_mhz ps (100 MHz without a clock)."""
+    files (cnnx.harness.trace_paths), one clock period = 1e6 / clock_mhz ps (100 MHz without a clock).
+    `stream_width` (32 or 64) adds each layer's end-to-end cycles at batch 1 through the streamed cores
+    (`stream`: cnnx.cycles.layer_stream_cycles; with `rtl`, `stream_rtl`: the wrappers' counters on one
+    image) beside the compute-only cycles."""
     rows, cols = array
     if buffers is not None:
         from .compile import tiling
@@ -152,6 +155,8 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
             completed = True
         finally:
             runner.close(keep=completed)  # finishes the VCD files (removed if the measurement failed)
+    if stream_width is not None:
+        _stream_rows(qmodel, q_inputs, rows_out, rows, cols, buffers, stream_width, rtl)
     for row in rows_out:
         cyc = row.get("rtl_cycles") if rtl else None
         cyc = cyc if cyc is not None else row["model_cycles"]
@@ -184,8 +189,61 @@ def profile_model(model, qmodel: ptq.QuantizedModel, images: np.ndarray, *, arra
     return {"array": f"{rows}x{cols}", "clock_mhz": clock_mhz, "images": n, "repeats": repeats,
             "rtl_images": (1 if trace else min(rtl_images, n)) if rtl else 0, "layers": rows_out,
             "sweep": sweep, "totals": _totals(rows_out, clock_mhz),
-            "traces": list(runner.traces) if rtl else [],
+            "stream_width": stream_width, "traces": list(runner.traces) if rtl else [],
             "trace_clock_mhz": (clock_mhz or 1e6 / runner.conv.trace_period_ps) if rtl and trace else None}
+
+
+def _stream_rows(qmodel, q_inputs, rows_out, rows, cols, buffers, width, rtl) -> None:
+    """Each row's end-to-end figures at stream width `width`: the model's, and with `rtl` the wrappers'
+    counters on one image (a layer split into several core runs is not streamed: None)."""
+    from .compile import stream as st
+
+    st.check_width(width)
+    runner = RtlRunner(qmodel, rows, cols, "fast", buffers=buffers, stream_width=width) if rtl else None
+    try:
+        for i, (layer, row) in enumerate(zip(qmodel.layers, rows_out, strict=True)):
+            m = cycles.layer_stream_cycles(layer, tuple(q_inputs[i].shape[1:]), rows, cols, width, buffers)
+            row["stream"] = m._asdict() if m is not None else None
+            if runner is None or m is None:
+                continue
+            y, _ = runner.run_layer(i, q_inputs[i][:1])
+            core = runner.pool if layer.kind in ("maxpool", "avgpool") else runner.conv
+            row["stream_rtl"] = core.last_counters[-1]
+            row["stream_bit_identical"] = bool(np.array_equal(y, q_inputs[i + 1][:1]))
+            got = row["stream_rtl"]
+            row["stream_agree"] = (got["load"], got["compute"], got["drain"], got["total"]) == tuple(m)
+    finally:
+        if runner is not None:
+            runner.close()
+
+
+def format_stream(prof: dict) -> str:
+    """The end-to-end table of a profile made with a stream width ('' without one)."""
+    width = prof.get("stream_width")
+    if width is None:
+        return ""
+    lines = [f"end to end at batch 1, stream width {width} bits (cnnx_conv_stream / cnnx_pool_stream, one "
+             "stream per layer: registers, weights, input, start, read-back; the host between layers not "
+             "counted). compute-only = core busy cycles (the table above); end-to-end = first input beat "
+             "to last output beat",
+             f"{'#':>2} {'layer':<13} {'compute-only':>12} {'load beats':>10} {'drain beats':>11} "
+             f"{'end-to-end':>10} {'RTL e2e':>8}"]
+    tot_c = tot_e = 0
+    for r in prof["layers"]:
+        m = r.get("stream")
+        if m is None:
+            continue
+        got = r.get("stream_rtl")
+        flag = "" if r.get("stream_agree") in (None, True) and r.get("stream_bit_identical") in (None, True) \
+            else " DISAGREE"
+        tot_c += m["compute"]
+        tot_e += m["total"]
+        lines.append(f"{r['index']:>2} {r['name'][:13]:<13} {m['compute']:12d} {m['load']:10d} "
+                     f"{m['drain']:11d} {m['total']:10d} {'-' if got is None else got['total']:>8}{flag}")
+    ratio = f"{tot_e / tot_c:.2f}x" if tot_c else "-"
+    lines.append(f"   {'total':<13} {tot_c:12d} {'':>10} {'':>11} {tot_e:10d}   (end-to-end / compute-only "
+                 f"{ratio})")
+    return "\n".join(lines)
 
 
 def _store(row: dict, key: str, seconds: list[float], n: int) -> None:
@@ -445,7 +503,8 @@ def cli_profile(args) -> int:
                 check_trace(args.trace, clock["clock_mhz"], "--clock-mhz")
             prof = profile_run_dir(run_dir, n_images=args.images, array=array, clock_mhz=clock["clock_mhz"],
                                    data=getattr(args, "data", None), buffers=getattr(args, "buffers", None),
-                                   repeats=getattr(args, "repeats", 5), trace=getattr(args, "trace", None))
+                                   repeats=getattr(args, "repeats", 5), trace=getattr(args, "trace", None),
+                                   stream_width=getattr(args, "stream_width", None))
             prof.update(clock)
             prof["charts"] = write_charts(prof, out)
             text = dumps(prof, indent=1)
@@ -457,8 +516,11 @@ def cli_profile(args) -> int:
         print(dumps(prof))
     else:
         print(format_table(prof))
+        if prof.get("stream_width") is not None:
+            print(format_stream(prof))
         print(format_hardware(prof))
         print(f"wrote {', '.join(prof['charts'])} and {Path(out, 'profile.json')}")
     bad = [r["index"] for r in prof["layers"]
-           if r.get("agree") is False or r.get("rtl_bit_identical") is False]
+           if r.get("agree") is False or r.get("rtl_bit_identical") is False
+           or r.get("stream_agree") is False or r.get("stream_bit_identical") is False]
     return 1 if bad else 0

@@ -58,6 +58,13 @@ TOPS = {
         "CNNX_CONV_CORE",
     ),
     "cnnx_pool_core": ({"LANES": 4, "IFMAP_DEPTH": 8192, "OFMAP_DEPTH": 2048}, "CNNX_POOL_CORE"),
+    # the cores behind AXI-Stream in/out (cnnx/compile/stream.py)
+    "cnnx_conv_stream": (
+        {"ROWS": 8, "COLS": 8, "IFMAP_DEPTH": 8192, "WEIGHT_DEPTH": 65536, "OFMAP_DEPTH": 8192,
+         "BIAS_DEPTH": 256, "W": 32},
+        "CNNX_CONV_STREAM",
+    ),
+    "cnnx_pool_stream": ({"LANES": 4, "IFMAP_DEPTH": 8192, "OFMAP_DEPTH": 2048, "W": 32}, "CNNX_POOL_STREAM"),
     # a sub-module built on its own for its unit test: the pyverilator model only, no batch driver
     "cnnx_requant": ({"TAG_W": 1}, None),
 }

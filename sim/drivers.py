@@ -25,6 +25,7 @@ import numpy as np
 
 from cnnx import cycles as cycle_model
 from cnnx import quant
+from cnnx.compile import stream as _stream
 from cnnx.shapes import check_array, check_positive_int, out_size
 
 from . import builder as _build
@@ -107,11 +108,17 @@ class _FastBackend:
         lib.cnnx_new.argtypes = [ctypes.c_char_p, ctypes.c_uint64]
         lib.cnnx_free.argtypes = [vp]
         lib.cnnx_reset.argtypes = [vp]
-        lib.cnnx_config.argtypes = [vp, i32p, u32p, ctypes.c_int]
-        lib.cnnx_write.argtypes = [vp, ctypes.c_int, u32p, ctypes.c_int64, ctypes.c_uint32]
-        lib.cnnx_run_batch.restype = ctypes.c_int64
-        lib.cnnx_run_batch.argtypes = [vp, ctypes.c_int, u32p, ctypes.c_int64, ctypes.c_int64, u32p, u32p,
-                                       ctypes.c_int64, u32p, u32p, ctypes.c_uint64]
+        if hasattr(lib, "cnnx_stream_push"):    # a streamed top: no host ports (see _FastStreamBackend)
+            u64p, i64p = ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_int64)
+            lib.cnnx_stream_push.restype = ctypes.c_int64
+            lib.cnnx_stream_push.argtypes = [vp, u64p, ctypes.c_int64, i64p, ctypes.c_int64, u64p,
+                                             ctypes.c_double, u64p, ctypes.c_uint64, u32p]
+        else:
+            lib.cnnx_config.argtypes = [vp, i32p, u32p, ctypes.c_int]
+            lib.cnnx_write.argtypes = [vp, ctypes.c_int, u32p, ctypes.c_int64, ctypes.c_uint32]
+            lib.cnnx_run_batch.restype = ctypes.c_int64
+            lib.cnnx_run_batch.argtypes = [vp, ctypes.c_int, u32p, ctypes.c_int64, ctypes.c_int64, u32p,
+                                           u32p, ctypes.c_int64, u32p, u32p, ctypes.c_uint64]
         lib.cnnx_tick.argtypes = [vp, ctypes.c_uint64]
         lib.cnnx_ticks.restype = ctypes.c_uint64
         lib.cnnx_ticks.argtypes = [vp]
@@ -288,14 +295,205 @@ class _PythonBackend:
         return self._ticks
 
 
-def _backend(build, driver, trace, period_ps: int = 10_000):
-    if driver not in DRIVERS:
-        raise ValueError(f"driver must be one of {DRIVERS}, got {driver!r}")
+class _SplitMix:
+    """The stall generator both stream drivers share (batch_driver.cpp's splitmix / go): splitmix64, a
+    uniform float in [0, 1) from the top 53 bits: one seed, the same stalls and counters in both."""
+
+    M = (1 << 64) - 1
+
+    def __init__(self, seed: int = 0):
+        self.state = int(seed) & self.M
+
+    def random(self) -> float:
+        self.state = (self.state + 0x9E3779B97F4A7C15) & self.M
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & self.M
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self.M
+        return ((z ^ (z >> 31)) >> 11) * (1.0 / (1 << 53))
+
+
+class _StreamMixin:
+    """The host side of a streamed top (cnnx_conv_stream / cnnx_pool_stream): the same calls as the other
+    backends (config, write, run_batch), recorded into one packet stream per image (cnnx.compile.stream:
+    the registers and weights written since the last image, the image, START, one READ per run of output
+    addresses), checked in Python, then pushed through the wrapper's input stream with seeded random stalls
+    (tvalid low with probability `stall`, the output's tready low with the same probability) while the output
+    stream is collected (`push`, one per driver). `last_counters` holds each image's wrapper counters."""
+
+    COUNTERS = ("total", "load", "compute", "drain", "stall_in", "stall_out")
+
+    def _stream_init(self, width, limits, stall, seed):
+        self.width, self.limits = width, limits
+        if isinstance(stall, bool) or not isinstance(stall, int | float) or not 0.0 <= stall < 1.0:
+            raise ValueError(f"stall probability must be in [0, 1), got {stall!r}")
+        self.stall = float(stall)
+        self.seed_stalls(seed)
+        self.builder = _stream.StreamBuilder()
+        self.last_counters: list[dict] = []
+
+    def seed_stalls(self, seed: int) -> None:
+        self.rng = _SplitMix(seed)
+
+    def config(self, regs):
+        regs = list(regs)
+        i = 0
+        while i < len(regs):            # one CFG packet per run of consecutive register addresses
+            j = i + 1
+            while j < len(regs) and regs[j][0] == regs[j - 1][0] + 1:
+                j += 1
+            self.builder.cfg(regs[i][0], [v for _, v in regs[i:j]])
+            i = j
+
+    def write(self, sel, words, addr0: int = 0):
+        self.builder.write(sel, words, addr0)
+
+    def run_batch(self, in_sel, x_words, out_addrs, max_cycles):
+        n = x_words.shape[0]
+        runs = _stream.read_runs(out_addrs)
+        out = np.zeros((n, len(out_addrs)), np.uint32)
+        cyc = np.zeros(n, np.uint32)
+        macs = np.zeros(n, np.uint32)
+        self.last_counters = []
+        for i in range(n):
+            self.builder.write(in_sel, x_words[i])
+            self.builder.start()
+            for a, k in runs:
+                self.builder.read(a, k)
+            words = self.builder.take()
+            res = self.push(words, [k for _, k in runs], 4 * max_cycles + 16 * words.size)
+            if res is None:
+                return i, out, cyc, macs
+            got, counters = res
+            out[i] = np.concatenate(got)
+            cyc[i], macs[i] = counters.pop("cycle_count"), counters.pop("mac_count")
+            counters.pop("error")
+            self.last_counters.append(counters)
+        return n, out, cyc, macs
+
+
+class _StreamBackend(_StreamMixin, _PythonBackend):
+    """The python driver of a streamed top (see _StreamMixin)."""
+
+    def __init__(self, build, trace=None, period_ps=10_000, width=32, limits=None, stall=0.0, seed=0):
+        _PythonBackend.__init__(self, build, trace, period_ps)
+        lib, vp = self.sim.lib, ctypes.c_void_p
+        for name, width_ in self.sim.outputs:      # pyverilator's getters as 64-bit where the port is
+            if width_ > 32:
+                fn = getattr(lib, "get_" + name)
+                fn.argtypes, fn.restype = [vp], ctypes.c_uint64
+                self._get[name] = fn
+        self._stream_init(width, limits, stall, seed)
+
+    def reset(self):
+        for name in ("s_axis_tvalid", "s_axis_tlast", "m_axis_tready"):
+            self.set(name, 0)
+        self.set("rst", 1)
+        self._tick()
+        self._tick()
+        self.set("rst", 0)
+        self.builder.take()
+
+    def push(self, words, n_out: list[int], max_cycles: int, check: bool = True):
+        """Push one stream (words) and collect the read-backs (n_out words each); returns (the words read
+        back, the counters), or None when the stream did not finish within max_cycles (the wrapper is then
+        mid-stream: reset it). `check=False` skips the Python check (tests of the RTL's own refusal)."""
+        if check:
+            _stream.check(words, self.limits)
+        beats = _stream.pack(words, self.width).tolist()
+        per = self.width // 32
+        need = [-(-n // per) for n in n_out]
+        got, cur = [], []
+        i, cycles, stall = 0, 0, self.stall
+        rand = self.rng.random
+        get, setp, tick = self.get, self.set, self._tick
+        self._eval(self._model)   # the outputs read below depend on registers and rst only: settle them once
+        while i < len(beats) or len(got) < len(need):
+            if i < len(beats):
+                valid = stall == 0.0 or rand() >= stall
+                setp("s_axis_tvalid", int(valid))
+                setp("s_axis_tdata", beats[i])
+                setp("s_axis_tlast", int(i == len(beats) - 1))
+                take_in = valid and get("s_axis_tready")
+            else:
+                setp("s_axis_tvalid", 0)
+                take_in = False
+            ready = stall == 0.0 or rand() >= stall
+            setp("m_axis_tready", int(ready))
+            if ready and get("m_axis_tvalid"):
+                if len(got) >= len(need):
+                    raise RuntimeError("output stream: a beat nobody asked for")
+                cur.append(get("m_axis_tdata"))
+                last = get("m_axis_tlast")
+                if last != (len(cur) == need[len(got)]):
+                    raise RuntimeError(f"output stream: tlast {last} on beat {len(cur)} of {need[len(got)]}")
+                if last:
+                    got.append(_stream.unpack(cur, self.width, n_out[len(got)]))
+                    cur = []
+            tick()
+            i += take_in
+            cycles += 1
+            if cycles > max_cycles:
+                return None
+        setp("s_axis_tvalid", 0)
+        setp("m_axis_tready", 0)
+        tick()  # the last output beat's counters land
+        counters = {k: self.get("cnt_" + k) for k in self.COUNTERS}
+        counters["cycle_count"] = self.get("cycle_count")
+        counters["mac_count"] = self.get("mac_count") if "mac_count" in self._get else 0
+        counters["error"] = self.get("error")
+        return got, counters
+
+
+class _FastStreamBackend(_StreamMixin, _FastBackend):
+    """The C++ driver of a streamed top: the same streams and stalls, the clock loop in cnnx_stream_push."""
+
+    def __init__(self, build, trace=None, period_ps=10_000, width=32, limits=None, stall=0.0, seed=0):
+        _FastBackend.__init__(self, build, trace, period_ps)
+        self._stream_init(width, limits, stall, seed)
+
+    def reset(self):
+        _FastBackend.reset(self)
+        self.builder.take()
+
+    def push(self, words, n_out: list[int], max_cycles: int, check: bool = True):
+        """As _StreamBackend.push, in C++."""
+        if check:
+            _stream.check(words, self.limits)
+        beats = np.ascontiguousarray(_stream.pack(words, self.width), np.uint64)
+        per = self.width // 32
+        need = np.array([-(-n // per) for n in n_out], np.int64)
+        out = np.zeros(max(1, int(need.sum())), np.uint64)
+        state = np.array([self.rng.state], np.uint64)
+        counters = np.zeros(9, np.uint32)
+        got = self._lib.cnnx_stream_push(
+            self._m, self._p(beats, ctypes.c_uint64), beats.size, self._p(need, ctypes.c_int64), need.size,
+            self._p(out, ctypes.c_uint64), self.stall, self._p(state, ctypes.c_uint64), max_cycles,
+            self._p(counters))
+        self.rng.state = int(state[0])
+        if got == -1:
+            return None
+        if got == -2:
+            raise RuntimeError("output stream: a beat nobody asked for, or a misplaced tlast")
+        parts, at = [], 0
+        for n, k in zip(n_out, need.tolist(), strict=True):
+            parts.append(_stream.unpack(out[at : at + k], self.width, n))
+            at += k
+        names = (*self.COUNTERS, "cycle_count", "mac_count", "error")
+        return parts, {k: int(v) for k, v in zip(names, counters.tolist(), strict=True)}
+
+
+def _trace_path(build, trace):
     if trace is True:
         trace = f"{build.top}.vcd"
     if trace is not None and trace is not False and not isinstance(trace, str | bytes | os.PathLike):
         raise TypeError(f"trace must be a file path or True, got {trace!r}")
-    trace = os.fspath(trace) if trace else None
+    return os.fspath(trace) if trace else None
+
+
+def _backend(build, driver, trace, period_ps: int = 10_000):
+    if driver not in DRIVERS:
+        raise ValueError(f"driver must be one of {DRIVERS}, got {driver!r}")
+    trace = _trace_path(build, trace)
     if driver == "fast":
         return _FastBackend(build, trace, period_ps)
     return _PythonBackend(build, trace, period_ps)
@@ -303,13 +501,27 @@ def _backend(build, driver, trace, period_ps: int = 10_000):
 
 class _Core:
     top = ""
+    stream_top = ""
+    stream_limits = None
 
-    def __init__(self, driver, trace, params, trace_clock_mhz=None):
+    def __init__(self, driver, trace, params, trace_clock_mhz=None, stream_width=None, stall=0.0, seed=0):
         self.driver = driver
         self.trace_period_ps = trace_period_ps(trace_clock_mhz)
+        self.stream_width = stream_width
+        if stream_width is not None:
+            # the core behind its AXI-Stream wrapper (cnnx/compile/stream.py); the python driver only
+            params = {**params, "W": _stream.check_width(stream_width)}
+            if driver not in DRIVERS:
+                raise ValueError(f"driver must be one of {DRIVERS}, got {driver!r}")
+            self.top = self.stream_top
         self.build = _build.build(self.top, params)
         self.params = dict(self.build.params)
-        self._be = _backend(self.build, driver, trace, self.trace_period_ps)
+        if stream_width is None:
+            self._be = _backend(self.build, driver, trace, self.trace_period_ps)
+        else:
+            cls = _StreamBackend if driver == "python" else _FastStreamBackend
+            self._be = cls(self.build, _trace_path(self.build, trace), self.trace_period_ps, stream_width,
+                           type(self).stream_limits(self.params), stall, seed)
         self.last_cycles: list[int] = []
         self.reset()
 
@@ -320,6 +532,12 @@ class _Core:
     def close(self) -> None:
         """Finish the VCD trace (python driver) and free the fast driver's model."""
         self._be.close()
+
+    @property
+    def last_counters(self) -> list[dict]:
+        """The streamed top's counters of each image of the last run (cnnx_stream_counters.v); [] on a bare
+        core."""
+        return list(getattr(self._be, "last_counters", []))
 
     def _run(self, in_sel, x_words, out_addrs, expected_cycles):
         max_cycles = 2 * expected_cycles + 1000
@@ -333,15 +551,21 @@ class _Core:
 
 class ConvCore(_Core):
     """The conv core: `run(x, w, b, rq, stride, padding) -> (y, cycles)`, one core run per image.
+    With `stream_width` (32 or 64; either driver) the core runs behind its AXI-Stream wrapper
+    (cnnx_conv_stream.v): each image is one packet stream, pushed with random stalls of probability `stall`
+    (seeded by `seed`); `last_counters` then holds the wrapper's end-to-end counters per image.
 
     Buffer sizes are build parameters (lower-case keywords): ifmap_depth (bytes), weight_depth (bytes),
     ofmap_depth (bytes), bias_depth (int32 entries). After a run, `last_cycles` holds each image's cycles
     and `last_mac_count` the useful MACs of one image (the core's counter)."""
 
     top = "cnnx_conv_core"
+    stream_top = "cnnx_conv_stream"
+    stream_limits = staticmethod(_stream.conv_limits)
 
     def __init__(self, rows: int = 8, cols: int = 8, driver: str = "fast", trace: str | None = None,
-                 trace_clock_mhz: float | None = None, **buffer_params):
+                 trace_clock_mhz: float | None = None, stream_width: int | None = None, stall: float = 0.0,
+                 seed: int = 0, **buffer_params):
         rows = check_positive_int("rows", rows)
         cols = check_positive_int("cols", cols)
         if rows > 256 or cols > 256:
@@ -355,7 +579,7 @@ class ConvCore(_Core):
         self.rows, self.cols = rows, cols
         self.banks = 1 << (cols - 1).bit_length()   # column banks: COLS rounded up to a power of two
         self.last_mac_count = 0
-        super().__init__(driver, trace, params, trace_clock_mhz)
+        super().__init__(driver, trace, params, trace_clock_mhz, stream_width, stall, seed)
 
     def run_raw(self, x, w, stride: int = 1, padding: int = 0):
         """The exact int32 accumulators (no bias, no requantisation) of a conv layer: four runs in the
@@ -472,9 +696,12 @@ class PoolCore(_Core):
     sizes are build parameters too: ifmap_depth, ofmap_depth (bytes)."""
 
     top = "cnnx_pool_core"
+    stream_top = "cnnx_pool_stream"
+    stream_limits = staticmethod(_stream.pool_limits)
 
     def __init__(self, driver: str = "fast", trace: str | None = None, lanes: int = cycle_model.POOL_LANES,
-                 trace_clock_mhz: float | None = None, **buffer_params):
+                 trace_clock_mhz: float | None = None, stream_width: int | None = None, stall: float = 0.0,
+                 seed: int = 0, **buffer_params):
         lanes = check_positive_int("lanes", lanes)
         if lanes > 64:
             raise ValueError(f"the pool core has at most 64 lanes, got {lanes}")
@@ -486,7 +713,7 @@ class PoolCore(_Core):
             if name not in ("IFMAP_DEPTH", "OFMAP_DEPTH"):
                 raise TypeError(f"PoolCore got an unexpected keyword {key!r}")
             params[name] = check_positive_int(key, value)
-        super().__init__(driver, trace, params, trace_clock_mhz)
+        super().__init__(driver, trace, params, trace_clock_mhz, stream_width, stall, seed)
 
     def run(self, x, kernel: int, stride: int | None = None, mode: str = "max"):
         x = check_array("x", x, np.int8, 4)

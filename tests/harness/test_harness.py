@@ -233,3 +233,36 @@ def test_parse_array_forms():
     assert harness.parse_array((3, 5)) == (3, 5) and harness.parse_array("3X5") == (3, 5)
     with pytest.raises(ValueError, match="must be in 1..256"):
         harness.parse_array("0x4")
+
+
+def test_profile_stream_width_model_columns(tiny):
+    """--stream-width: each layer's end-to-end model beside its compute-only cycles, in the table too."""
+    model, q, _, images, _ = tiny
+    prof = profile.profile_model(model, q, images[:2], rtl=False, repeats=1, stream_width=64)
+    assert prof["stream_width"] == 64
+    for row, layer in zip(prof["layers"], q.layers, strict=True):
+        if layer.kind == "flatten":
+            assert row["stream"] is None
+            continue
+        assert row["stream"]["compute"] == row["model_cycles"]
+        assert row["stream"]["total"] > row["model_cycles"]
+    text = profile.format_stream(prof)
+    assert "stream width 64 bits" in text and "compute-only" in text and "end-to-end" in text
+    assert profile.format_stream({"stream_width": None}) == ""
+    with pytest.raises(ValueError, match="stream width"):
+        profile.profile_model(model, q, images[:1], rtl=False, repeats=1, stream_width=16)
+
+
+@pytest.mark.rtl
+@needs_sim
+def test_profile_stream_width_on_the_rtl(tiny):
+    """The wrappers' counters on one image equal the model, and the outputs the CPU's int8 outputs."""
+    model, q, _, images, _ = tiny
+    prof = profile.profile_model(model, q, images[:1], array=(4, 4), rtl_images=1, repeats=1,
+                                 stream_width=64)
+    streamed = [r for r in prof["layers"] if r.get("stream_rtl") is not None]
+    assert len(streamed) == len([layer for layer in q.layers if layer.kind != "flatten"])
+    for r in streamed:
+        assert r["stream_agree"] and r["stream_bit_identical"]
+        assert r["stream_rtl"]["compute"] == r["rtl_cycles"] == r["model_cycles"]
+    assert "RTL e2e" in profile.format_stream(prof)
