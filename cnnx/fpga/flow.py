@@ -39,8 +39,8 @@ PACKAGE = "CABGA381"  # offered for LFE5U-25F, -45F and -85F alike (CABGA256 too
 SPEED = 6  # the slowest (default) speed grade: figures that hold on every part
 
 # Bump when the scripts or command lines below change: it is part of the cache key.
-FLOW_RECIPE = ("cnnx-fpga-flow-6: read -defer, hierarchy -chparam, synth_ecp5 split at map_ffram, "
-               "REGMODE OUTREG on mem_oreg, ECP5 black boxes first, stat -json, static placer + router2")
+FLOW_RECIPE = ("cnnx-fpga-flow-7: read -defer, hierarchy -chparam, synth_ecp5 split at map_ffram, "
+               "REGMODE OUTREG on mem_oreg, ECP5 black boxes first, stat -json, HeAP + router1")
 
 # The block RAMs whose output register the RTL asks for (verilog/cnnx_ram_sdp.v, cnnx_ram_dp.v: memories named
 # mem_oreg, written for synthesis with one read register): Yosys maps memories without the EBR's output
@@ -134,10 +134,9 @@ def pnr_args(device: str, freq_mhz: float, seed: int) -> list[str]:
     dev = DEVICES[device]
     return [dev["flag"], "--package", PACKAGE, "--speed", str(SPEED), "--freq", f"{freq_mhz:g}",
             "--seed", str(seed), "--json", "netlist.json", "--report", "report.json",
-            # the "static" (electrostatic) placer and router2: on the 8x8 conv core, nextpnr-ecp5's defaults
-            # (HeAP placer, router1) left ~900 overused wires after 30 min; HeAP + router2 routes it in ~4 min
-            # at 86-96 MHz (seeds and RTL revisions), static + router2 at 100 MHz on the same netlist
-            "--placer", "static", "--router", "router2",
+            # nextpnr-ecp5's own placer and router (HeAP, router1): on the same netlists (2026-11-24)
+            # router1's timing-driven routing gave the best Fmax: conv 4x4 145.9 MHz (118.0 with router2,
+            # 93.2 with the static placer + router2), conv 8x8 107.1 MHz (94.0 with static + router2)
             "--timing-allow-fail", "--lpf-allow-unconstrained"]
 
 
